@@ -1,0 +1,224 @@
+"""Loads config/relay.yaml: YAML, ${VAR} expansion, validation, cross-references, all problems at once."""
+
+import os
+import re
+import types
+import typing
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from config.errors import ConfigError
+from config.model import DESTINATION_TYPES, RelayConfig
+from config.settings import Settings
+
+# ${VAR} or ${VAR:-default}; $$ is a literal $.
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Never quote the value of these keys in an error: they are secrets or carry one.
+_SECRET_KEYS = {"mac_secrets", "webhook_url", "signing_secret"}
+
+
+def load_config(path: str, environ: dict[str, str] | None = None, settings: Settings | None = None) -> RelayConfig:
+    """Read, expand and validate the config file; raise ConfigError listing every problem."""
+    env = os.environ if environ is None else environ
+    data = _read_yaml(path)
+    problems: list[str] = []
+    unset: set[tuple] = set()
+    data = _expand(data, env, (), problems, unset)
+    config = None
+    try:
+        config = RelayConfig.model_validate(data)
+    except ValidationError as exc:
+        # A value whose variable is unset was already reported; its emptiness is no second problem.
+        problems.extend(_describe(err) for err in exc.errors() if _user_loc(err["loc"]) not in unset)
+    problems.extend(_cross_reference_problems(data))
+    if config is not None and settings is not None:
+        problems.extend(_settings_problems(config, settings))
+    if problems:
+        raise ConfigError([f"{path}: {p}" for p in problems])
+    return config
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: the second one would silently win."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror} (set RELAY_CONFIG to the config file)"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: cannot read: not UTF-8 text"]) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        raise ConfigError([f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: must be a mapping with the keys sources, destinations, rules, ingest"])
+    return data
+
+
+def _expand(value: Any, env, loc: tuple, problems: list[str], unset: set[tuple]) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, env, (*loc, k), problems, unset) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, (*loc, i), problems, unset) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(m: re.Match) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        problems.append(f"{_format_loc(loc)}: environment variable {name} is not set")
+        unset.add(loc)
+        return ""
+
+    return _VAR.sub(substitute, value)
+
+
+def _format_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _user_loc(pydantic_loc: tuple) -> tuple:
+    """The path as the user wrote it: the destination union adds its type tag, which is no key."""
+    loc = list(pydantic_loc)
+    if len(loc) >= 3 and loc[0] == "destinations" and loc[2] in DESTINATION_TYPES:
+        del loc[2]
+    return tuple(loc)
+
+
+def _describe(err: dict) -> str:
+    pydantic_loc = list(err["loc"])
+    loc = list(_user_loc(err["loc"]))
+    kind, ctx = err["type"], err.get("ctx", {})
+    if kind == "value_error":
+        return f"{_format_loc(loc)}: {ctx['error']}"
+    if kind == "missing":
+        return f"{_format_loc(loc)}: required"
+    if kind == "extra_forbidden":
+        allowed = ", ".join(repr(k) for k in _allowed_keys(pydantic_loc[:-1]))
+        return f"{_format_loc(loc[:-1])}: unknown key {loc[-1]!r} (allowed: {allowed})"
+    if kind == "union_tag_not_found":
+        return f"{_format_loc(loc)}.type: required, one of {', '.join(map(repr, DESTINATION_TYPES))}"
+    if kind == "union_tag_invalid":
+        return f"{_format_loc(loc)}.type: must be one of {ctx['expected_tags']}, got {ctx['tag']!r}"
+    if loc and loc[-1] == "[key]":
+        return f"{_format_loc(loc[:-2])}: invalid name {loc[-2]!r}: must match {ctx.get('pattern', '')}"
+    message = _MESSAGES.get(kind, err["msg"][0].lower() + err["msg"][1:])
+    if kind == "literal_error":
+        message = f"must be one of {ctx['expected']}"
+    elif kind == "greater_than_equal":
+        message = f"must be at least {ctx['ge']}"
+    elif kind == "less_than_equal":
+        message = f"must be at most {ctx['le']}"
+    if not _SECRET_KEYS.intersection(map(str, loc)) and isinstance(err.get("input"), (str, int, float, bool)):
+        message += f", got {err['input']!r}"
+    return f"{_format_loc(loc)}: {message}"
+
+
+_MESSAGES = {
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "string_too_short": "must not be empty",
+    "too_short": "must not be empty",
+    "string_pattern_mismatch": "has characters that are not allowed",
+}
+
+
+def _allowed_keys(loc: list) -> list[str]:
+    """The keys of the model at `loc` (a pydantic error path) in RelayConfig, for 'unknown key' errors."""
+    tp: Any = RelayConfig
+    for part in loc:
+        tp = _unwrap(tp)
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            tp = tp.model_fields[part].annotation
+        elif origin is list:
+            tp = args[0]
+        elif origin is dict:
+            tp = args[1]
+        elif origin in (typing.Union, types.UnionType):
+            # A destination: the path names the member by its type tag.
+            tp = next((m for m in args if typing.get_args(m.model_fields["type"].annotation) == (part,)), None)
+        else:
+            return []
+    tp = _unwrap(tp)
+    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+
+
+def _unwrap(tp: Any) -> Any:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _cross_reference_problems(data: dict) -> list[str]:
+    problems = []
+    destinations = data.get("destinations") if isinstance(data.get("destinations"), dict) else {}
+    sources = data.get("sources") if isinstance(data.get("sources"), dict) else {}
+    defined = ", ".join(repr(n) for n in destinations) or "none"
+    seen_names: dict[str, int] = {}
+    rules = data.get("rules") if isinstance(data.get("rules"), list) else []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            continue
+        name = rule.get("name")
+        if isinstance(name, str) and name in seen_names:
+            problems.append(f"rules[{i}].name: duplicate rule name {name!r} (first used by rules[{seen_names[name]}])")
+        elif isinstance(name, str):
+            seen_names[name] = i
+        targets = rule.get("to") if isinstance(rule.get("to"), list) else []
+        for j, target in enumerate(targets):
+            if isinstance(target, str) and target not in destinations:
+                problems.append(f"rules[{i}].to[{j}]: undefined destination {target!r} (defined: {defined})")
+        match = rule.get("match") if isinstance(rule.get("match"), dict) else {}
+        match_sources = match.get("source") if isinstance(match.get("source"), list) else []
+        for j, source in enumerate(match_sources):
+            if isinstance(source, str) and source not in sources:
+                known = ", ".join(repr(n) for n in sources) or "none"
+                problems.append(f"rules[{i}].match.source[{j}]: undefined source {source!r} (defined: {known})")
+    return problems
+
+
+def _settings_problems(config: RelayConfig, settings: Settings) -> list[str]:
+    problems = []
+    for name, dest in config.destinations.items():
+        if dest.type == "email":
+            missing = [v for v, s in (("SMTP_URL", settings.smtp_url), ("EMAIL_FROM", settings.email_from)) if not s]
+            if missing:
+                problems.append(f"destinations.{name}: email destinations need {' and '.join(missing)} set")
+    return problems

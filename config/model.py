@@ -1,0 +1,120 @@
+"""The shape of config/relay.yaml as pydantic models; see config/relay.example.yaml for every key."""
+
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+from config.durations import parse_duration
+from config.secret import Secret
+from config.values import is_email, is_loopback, redact_url, url_problem
+from config.wms_events import SEVERITIES
+
+MAX_BODY_BYTES_LIMIT = 16 * 1024 * 1024
+
+# Source names end up in URLs (/hooks/<source>) and Redis keys: keep them plain.
+SourceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+DestinationName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Severity = Literal["INFO", "WARN", "ERROR"]
+assert set(Severity.__args__) == set(SEVERITIES)  # type: ignore[attr-defined]
+
+
+def _callback_url(url: str) -> str:
+    if problem := url_problem(url, ("http", "https")):
+        raise ValueError(f"{problem}, got {redact_url(url)!r}")
+    return url
+
+
+def _slack_url(url: Secret) -> Secret:
+    # The Slack URL is itself the credential: refuse to send it in clear text off this machine.
+    value = url.reveal()
+    if url_problem(value, ("https", "http")) or (
+        urlsplit(value).scheme == "http" and not is_loopback(urlsplit(value).hostname or "")
+    ):
+        raise ValueError("must be an https:// URL (http:// is allowed for loopback hosts only)")
+    return url
+
+
+def _email(value: str) -> str:
+    if not is_email(value):
+        raise ValueError(f"must be an email address like ops@example.com, got {value!r}")
+    return value
+
+
+Email = Annotated[str, AfterValidator(_email)]
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a typo must not silently disable a setting.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    """A WMS Config ID's webhook, served at POST /hooks/<name>."""
+
+    # Any one may match, so a secret can be rotated without dropping events.
+    mac_secrets: list[Secret] = Field(min_length=1)
+
+
+class SlackDestination(_Strict):
+    """A Slack incoming webhook."""
+
+    type: Literal["slack"]
+    webhook_url: Annotated[Secret, AfterValidator(_slack_url)]
+
+
+class EmailDestination(_Strict):
+    """Mail sent through SMTP_URL from EMAIL_FROM."""
+
+    type: Literal["email"]
+    to: list[Email] = Field(min_length=1)
+    cc: list[Email] = []
+
+
+class HttpDestination(_Strict):
+    """A customer's HTTP callback URL that receives each event's original body."""
+
+    type: Literal["http"]
+    url: Annotated[str, AfterValidator(_callback_url)]
+    signing_secret: Secret
+    headers: dict[str, str] = {}
+    timeout: Duration = 10.0
+
+
+Destination = Annotated[SlackDestination | EmailDestination | HttpDestination, Field(discriminator="type")]
+DESTINATION_TYPES = ("slack", "email", "http")
+
+
+class Match(_Strict):
+    """Conditions on an event; all given ones must hold, and {} matches everything."""
+
+    event: list[Annotated[str, StringConstraints(min_length=1)]] = []
+    severity: list[Severity] = []
+    source: list[str] = []
+
+
+class Rule(_Strict):
+    """Sends the events that match to the named destinations."""
+
+    name: Annotated[str, StringConstraints(min_length=1)]
+    match: Match = Match()
+    to: list[str] = Field(min_length=1)
+
+
+class Ingest(_Strict):
+    """Limits applied to every POST /hooks/<source>."""
+
+    max_body_bytes: int = Field(default=256 * 1024, ge=1, le=MAX_BODY_BYTES_LIMIT)
+    dedup_window: Duration = 7 * 86400.0
+    # Off by default: WMS's clock and retry behaviour are not ours to assume.
+    freshness_window: Duration | None = None
+
+
+class RelayConfig(_Strict):
+    """The whole config file."""
+
+    sources: dict[SourceName, Source] = Field(min_length=1)
+    destinations: dict[DestinationName, Destination] = {}
+    rules: list[Rule] = []
+    ingest: Ingest = Ingest()

@@ -1,0 +1,69 @@
+"""Process settings from environment variables: one table, read once at start-up."""
+
+import os
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from config.errors import ConfigError
+from config.secret import Secret
+from config.values import is_email
+
+DEFAULT_CONFIG_PATH = "config/relay.yaml"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the processes read from the environment. See README "Configuration"."""
+
+    redis_url: Secret | None  # may hold a password
+    config_path: str
+    port: int
+    log_level: str
+    smtp_url: Secret | None  # holds the SMTP password
+    email_from: str | None
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, *, require_redis: bool = True) -> "Settings":
+        """Read and validate the environment; raise ConfigError listing every problem."""
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        redis_url = get("REDIS_URL")
+        if redis_url is None:
+            if require_redis:
+                problems.append("REDIS_URL: required, e.g. redis://localhost:6379/0")
+        elif urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+            problems.append("REDIS_URL: must be a redis://, rediss:// or unix:// URL")
+
+        port_text = get("PORT") or "8000"
+        port = int(port_text) if port_text.isdigit() else 0
+        if not 1 <= port <= 65535:
+            problems.append(f"PORT: must be a TCP port number (1-65535), got {port_text!r}")
+
+        log_level = (get("LOG_LEVEL") or "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            problems.append(f"LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}, got {get('LOG_LEVEL')!r}")
+
+        smtp_url = get("SMTP_URL")
+        if smtp_url is not None and urlsplit(smtp_url).scheme not in ("smtp", "smtps"):
+            problems.append("SMTP_URL: must be an smtp:// or smtps:// URL")
+
+        email_from = get("EMAIL_FROM")
+        if email_from is not None and not is_email(email_from):
+            problems.append(f"EMAIL_FROM: must be an email address like relay@example.com, got {email_from!r}")
+
+        if problems:
+            raise ConfigError(problems)
+        return cls(
+            redis_url=Secret(redis_url) if redis_url else None,
+            config_path=get("RELAY_CONFIG") or DEFAULT_CONFIG_PATH,
+            port=port,
+            log_level=log_level,
+            smtp_url=Secret(smtp_url) if smtp_url else None,
+            email_from=email_from,
+        )

@@ -1,0 +1,51 @@
+"""Checks for the kinds of values that config and environment share: URLs and email addresses."""
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+_EMAIL = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]+")
+
+
+def redact_url(url: str) -> str:
+    """Return scheme://host[:port]/path of a URL: userinfo and query may hold credentials."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparseable URL>"
+    if not parts.scheme:
+        return url if len(url) <= 40 else url[:37] + "..."
+    redacted = f"{parts.scheme}://{host}{port}{parts.path}"
+    return redacted + ("?<redacted>" if parts.query else "")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and 127.0.0.0/8 or ::1 literals."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
+    """Say what is wrong with a URL that must use one of `schemes` and name a host, or None."""
+    allowed = " or ".join(f"{s}://" for s in schemes)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return f"must be an {allowed} URL"
+    if parts.scheme not in schemes:
+        return f"must be an {allowed} URL"
+    if not parts.hostname:
+        return f"must be an {allowed} URL with a host"
+    return None
+
+
+def is_email(value: str) -> bool:
+    """True for a bare address like ops@example.com (no display name)."""
+    return bool(_EMAIL.fullmatch(value))
