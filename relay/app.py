@@ -1,0 +1,36 @@
+"""The Flask app factory: settings and config are loaded and checked before anything is served."""
+
+from flask import Flask
+from redis import Redis
+
+from config.loader import load_config
+from config.model import RelayConfig
+from config.settings import Settings
+from relay import errors, health, hooks, logs
+from relay.inbox import Inbox
+from relay.redis_conn import connect
+
+
+def create_app(settings: Settings | None = None, config: RelayConfig | None = None, redis: Redis | None = None) -> Flask:
+    """Build the web app; anything not given is read from the environment and the config file.
+
+    Raises:
+        ConfigError: the environment or the config file is invalid (every problem listed).
+    """
+    if settings is None:
+        settings = Settings.from_env()
+        logs.configure(settings.log_level)
+    if config is None:
+        config = load_config(settings.config_path, settings=settings)
+    if redis is None:
+        redis = connect(settings.redis_url)
+
+    app = Flask(__name__)
+    app.config["RELAY"] = config
+    app.config["MAX_CONTENT_LENGTH"] = config.ingest.max_body_bytes
+    app.extensions["relay.redis"] = redis
+    app.extensions["relay.inbox"] = Inbox(redis, config.ingest.dedup_window)
+    errors.register(app)
+    app.register_blueprint(hooks.bp)
+    app.register_blueprint(health.bp)
+    return app

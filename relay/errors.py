@@ -1,0 +1,48 @@
+"""Every HTTP error is JSON {"error": ..., "detail": ...}, produced here and nowhere else."""
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+
+class ApiError(Exception):
+    """An error response: status, a stable machine-readable code, and a human-readable detail."""
+
+    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = headers or {}
+
+
+# Werkzeug's own errors (routing, size limit) under our codes and wording.
+_HTTP_ERRORS = {
+    404: ("not_found", "no such endpoint; webhooks are received at POST /hooks/<source>"),
+    405: ("method_not_allowed", "method not allowed"),
+    413: ("payload_too_large", "request body is too large"),
+}
+
+
+def register(app: Flask) -> None:
+    """Install the JSON error handlers on the app."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        response = jsonify(error=exc.error, detail=exc.detail)
+        response.status_code = exc.status
+        response.headers.update(exc.headers)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        error, detail = _HTTP_ERRORS.get(exc.code, ("http_error", (exc.description or exc.name).lower()))
+        if exc.code == 405:
+            allowed = exc.get_response().headers.get("Allow", "")
+            detail = f"method not allowed; this endpoint accepts {allowed}"
+        if exc.code == 413:
+            detail = f"request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+        response = jsonify(error=error, detail=detail)
+        response.status_code = exc.code or 500
+        if exc.code == 405:
+            response.headers["Allow"] = exc.get_response().headers.get("Allow", "")
+        return response

@@ -1,0 +1,131 @@
+"""A WMS event: parsed from the raw body, validated field by field, never re-serialised."""
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from config.wms_events import CATALOGUE, SEVERITIES, EventType
+
+MAX_SESSION_ID_LENGTH = 256
+MAX_EVENT_CODE_LENGTH = 100
+# Unix seconds up to the year 5138: a larger number is almost surely milliseconds.
+MAX_TIMESTAMP = 10**11
+MAX_SEQUENCE = 2**53 - 1  # what a JavaScript sender can count to exactly
+
+
+class InvalidEvent(Exception):
+    """The body is not a valid WMS event; `error` is the API error code, `detail` names the field."""
+
+    def __init__(self, error: str, detail: str):
+        super().__init__(detail)
+        self.error = error
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One validated event of one WMS session, as received from one source."""
+
+    source: str
+    session_id: str
+    sequence: int
+    timestamp: int
+    severity: str
+    code: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)  # the whole JSON object, extra keys included
+
+    @property
+    def id(self) -> str:
+        """The event id: '<source>:<sessionId>:<sequence>', also the dedup key."""
+        return event_id(self.source, self.session_id, self.sequence)
+
+    @property
+    def type(self) -> EventType | None:
+        """The catalogue entry for this code, or None when WMS sent a code we do not know."""
+        return CATALOGUE.get(self.code)
+
+    @property
+    def known(self) -> bool:
+        """Whether the code is in the vendor's documented catalogue."""
+        return self.code in CATALOGUE
+
+    @property
+    def measurement_id(self) -> str | None:
+        """The measurement ID from the payload, when WMS had created one."""
+        return self.payload.get("measurementId")
+
+
+def event_id(source: str, session_id: str, sequence: int) -> str:
+    """The one spelling of an event id; sequence comes last so a ':' in sessionId stays unambiguous."""
+    return f"{source}:{session_id}:{sequence}"
+
+
+def parse_event(source: str, body: bytes) -> Event:
+    """Decode and validate a WMS event body; raise InvalidEvent naming the first bad field."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # The vendor's MAC maps invalid bytes to U+FFFD, so such a body is not authenticated byte for byte.
+        raise InvalidEvent("invalid_body", f"body is not valid UTF-8 (invalid byte at offset {exc.start})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent("invalid_body", f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise InvalidEvent("invalid_body", f"body must be a JSON object, got {_json_type(data)}")
+
+    timestamp = _integer(data, "timestamp", "unix seconds")
+    if timestamp < 0 or timestamp >= MAX_TIMESTAMP:
+        raise InvalidEvent("invalid_event", f"timestamp: must be unix seconds (0 to {MAX_TIMESTAMP - 1}), got {timestamp}")
+    session_id = data.get("sessionId")
+    if not isinstance(session_id, str) or not session_id:
+        raise _field_error(data, "sessionId", "a non-empty string")
+    if len(session_id) > MAX_SESSION_ID_LENGTH:
+        raise InvalidEvent("invalid_event", f"sessionId: must be at most {MAX_SESSION_ID_LENGTH} characters, got {len(session_id)}")
+    sequence = _integer(data, "sequence", "an integer >= 0")
+    if not 0 <= sequence <= MAX_SEQUENCE:
+        raise InvalidEvent("invalid_event", f"sequence: must be an integer >= 0, got {sequence}")
+    severity = data.get("severity")
+    if severity not in SEVERITIES:
+        raise _field_error(data, "severity", "one of " + ", ".join(SEVERITIES))
+    code = data.get("event")
+    if not isinstance(code, str) or not code:
+        raise _field_error(data, "event", "a non-empty string (an event code such as WMS_LOADED)")
+    if len(code) > MAX_EVENT_CODE_LENGTH:
+        raise InvalidEvent("invalid_event", f"event: must be at most {MAX_EVENT_CODE_LENGTH} characters, got {len(code)}")
+    payload = data.get("payload")
+    if payload is None:  # absent, or null: WMS sends no payload for many events
+        payload = {}
+    elif not isinstance(payload, dict):
+        raise _field_error(data, "payload", "an object")
+    measurement_id = payload.get("measurementId")
+    if measurement_id is not None and not isinstance(measurement_id, str):
+        raise InvalidEvent(
+            "invalid_event", f"payload.measurementId: must be a string, got {_json_type(measurement_id)}"
+        )
+    return Event(source, session_id, sequence, timestamp, severity, code, payload, data)
+
+
+def _integer(data: dict, name: str, meaning: str) -> int:
+    value = data.get(name)
+    # JSON true/false arrive as Python bools, which are ints: refuse them explicitly.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _field_error(data, name, f"an integer ({meaning})")
+    return value
+
+
+def _field_error(data: dict, name: str, expected: str) -> InvalidEvent:
+    if name not in data:
+        return InvalidEvent("invalid_event", f"{name}: required, must be {expected}")
+    value = data[name]
+    shown = repr(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else _json_type(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return InvalidEvent("invalid_event", f"{name}: must be {expected}, got {shown}")
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )

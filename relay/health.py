@@ -1,0 +1,22 @@
+"""Liveness and readiness probes for the platform's health checks."""
+
+from flask import Blueprint, current_app, jsonify
+from redis.exceptions import RedisError
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """The process is alive and serving."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    """Config is loaded (the app would not exist otherwise) and Redis answers."""
+    try:
+        current_app.extensions["relay.redis"].ping()
+    except RedisError as exc:
+        return jsonify(status="unavailable", detail=f"redis: {exc.__class__.__name__}"), 503
+    return jsonify(status="ready")

@@ -1,0 +1,63 @@
+"""POST /hooks/<source>: verify the MAC, validate the event, dedup and queue it, acknowledge."""
+
+import logging
+import time
+
+from flask import Blueprint, current_app, jsonify, request
+from redis.exceptions import RedisError
+
+from relay import signature
+from relay.errors import ApiError
+from relay.event import InvalidEvent, parse_event
+
+log = logging.getLogger(__name__)
+bp = Blueprint("hooks", __name__)
+
+# How long a sender should wait before retrying while Redis is unreachable.
+RETRY_AFTER_SECONDS = "5"
+
+
+@bp.post("/hooks/<source>")
+def receive(source: str):
+    """Accept one WMS event: 202 when queued, 200 for a duplicate, 4xx/503 with a JSON reason."""
+    config = current_app.config["RELAY"]
+    source_config = config.sources.get(source)
+    if source_config is None:
+        raise ApiError(404, "unknown_source", f"no source named {source!r} is configured")
+    body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+
+    try:
+        signature.verify(request.headers.get(signature.HEADER), body, source_config.mac_secrets)
+    except signature.SignatureError as exc:
+        # The precise cause goes to the log only: a generic answer tells a prober nothing.
+        log.warning("rejected request to /hooks/%s from %s: %s", source, request.remote_addr, exc)
+        raise ApiError(401, "unauthorized", f"missing or invalid {signature.HEADER} signature") from None
+
+    try:
+        event = parse_event(source, body)
+    except InvalidEvent as exc:
+        raise ApiError(400, exc.error, exc.detail) from None
+    _check_freshness(event.timestamp, config.ingest.freshness_window)
+
+    try:
+        accepted = current_app.extensions["relay.inbox"].accept(event, body)
+    except RedisError as exc:
+        log.error("redis unavailable, refused event %s: %s", event.id, exc.__class__.__name__)
+        raise ApiError(
+            503, "unavailable", "cannot store the event right now; retry later",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        ) from None
+    if accepted.duplicate:
+        return jsonify(status="duplicate", id=accepted.event_id), 200
+    return jsonify(status="accepted", id=accepted.event_id), 202
+
+
+def _check_freshness(timestamp: int, window: float | None) -> None:
+    if window is None:
+        return
+    skew = int(time.time()) - timestamp
+    if abs(skew) > window:
+        when = f"{skew}s in the past" if skew > 0 else f"{-skew}s in the future"
+        raise ApiError(
+            400, "stale_event", f"timestamp: {timestamp} is {when}; the freshness window is {window:g}s"
+        )

@@ -1,0 +1,76 @@
+"""Where accepted events go: the dedup key and the event's RQ job, written in one Redis round trip.
+
+Redis layout (everything of ours starts with `relay:`; RQ keeps its own `rq:` keys):
+- relay:dedup:<event id>   string, the job id; expires after the dedup window
+- rq:job:<job id>          RQ's job hash; its one argument is the envelope below
+- rq:queue:events          RQ's queue, drained by `python -m workers`
+
+The envelope is a plain JSON dict {"id", "source", "received_at", "body"}: `body` is the raw
+request body (valid UTF-8, so it survives JSON unchanged) and is what later gets forwarded.
+"""
+
+import importlib.resources
+import time
+from dataclasses import dataclass
+
+from redis import Redis
+from rq import Queue
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+from rq.utils import now
+
+from relay.event import Event
+
+QUEUE_NAME = "events"
+FANOUT_JOB = "workers.fanout.fan_out"  # named, not imported: relay never imports workers
+JOB_TIMEOUT = 300  # seconds one fan-out job may run before RQ stops it
+FAILED_JOB_TTL = 14 * 86400  # keep failed jobs for an operator to inspect
+_ACCEPT_LUA = importlib.resources.files("relay").joinpath("accept.lua").read_text()
+
+
+def dedup_key(event_id: str) -> str:
+    """The Redis key that marks an event id as seen."""
+    return f"relay:dedup:{event_id}"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The outcome of offering an event to the inbox."""
+
+    event_id: str
+    duplicate: bool
+
+
+class Inbox:
+    """Accepts events into Redis: dedup and enqueue as one atomic step."""
+
+    def __init__(self, redis: Redis, dedup_window_seconds: float):
+        self.redis = redis
+        self.queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+        self._ttl = max(1, int(dedup_window_seconds))
+        self._accept = redis.register_script(_ACCEPT_LUA)
+
+    def accept(self, event: Event, body: bytes) -> Accepted:
+        """Queue the event's fan-out job unless its id was seen within the dedup window."""
+        envelope = {"id": event.id, "source": event.source, "received_at": time.time(), "body": body.decode("utf-8")}
+        # Built by RQ itself so the worker reads it like any enqueued job; RQ's own unique
+        # enqueue (rq.scripts) writes the same fields from a Lua script.
+        job = self.queue.create_job(
+            FANOUT_JOB,
+            args=[envelope],
+            description=f"fan out {event.id}",
+            timeout=JOB_TIMEOUT,
+            result_ttl=0,  # the outcome lives in our own records, not in RQ results
+            failure_ttl=FAILED_JOB_TTL,
+            status=JobStatus.QUEUED,
+        )
+        job.enqueued_at = now()
+        fields: list = []
+        for name, value in job.to_dict().items():
+            if value is not None:
+                fields += (name, value)
+        created = self._accept(
+            keys=[dedup_key(event.id), job.key, self.queue.key, self.queue.redis_queues_keys],
+            args=[self._ttl, job.id, *fields],
+        )
+        return Accepted(event.id, duplicate=not created)

@@ -1,0 +1,1 @@
+"""The worker side: RQ jobs that take queued events and deliver them."""
