@@ -10,13 +10,33 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from config.errors import ConfigError
-from config.model import DESTINATION_TYPES, RelayConfig
-from config.settings import Settings
+from config.model import DESTINATION_NAME_RULE, DESTINATION_TYPES, SOURCE_NAME_RULE, RelayConfig
+from config.settings import DEFAULT_CONFIG_PATH, Settings
 
 # ${VAR} or ${VAR:-default}; $$ is a literal $.
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Never quote the value of these keys in an error: they are secrets or carry one.
-_SECRET_KEYS = {"mac_secrets", "webhook_url", "signing_secret"}
+_SECRET_KEYS = {"mac_secrets", "webhook_url", "signing_secret", "headers"}
+_NAME_RULES = {"sources": SOURCE_NAME_RULE[1], "destinations": DESTINATION_NAME_RULE[1]}
+
+
+def load(environ: dict[str, str] | None = None, *, require_redis: bool = True) -> tuple[Settings, RelayConfig]:
+    """Read the environment and the config file it names; raise ConfigError listing every problem of both."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    settings = None
+    try:
+        settings = Settings.from_env(env, require_redis=require_redis)
+    except ConfigError as exc:
+        problems += exc.problems
+    path = settings.config_path if settings else (env.get("RELAY_CONFIG", "").strip() or DEFAULT_CONFIG_PATH)
+    try:
+        config = load_config(path, env, settings)
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    return settings, config
 
 
 def load_config(path: str, environ: dict[str, str] | None = None, settings: Settings | None = None) -> RelayConfig:
@@ -33,8 +53,8 @@ def load_config(path: str, environ: dict[str, str] | None = None, settings: Sett
         # A value whose variable is unset was already reported; its emptiness is no second problem.
         problems.extend(_describe(err) for err in exc.errors() if _user_loc(err["loc"]) not in unset)
     problems.extend(_cross_reference_problems(data))
-    if config is not None and settings is not None:
-        problems.extend(_settings_problems(config, settings))
+    if settings is not None:
+        problems.extend(_settings_problems(data, settings))
     if problems:
         raise ConfigError([f"{path}: {p}" for p in problems])
     return config
@@ -68,7 +88,11 @@ def _read_yaml(path: str) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
-        raise ConfigError([f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
+        message = getattr(exc, "problem", None) or str(exc)
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark:
+            message += f" ({context} started at line {context_mark.line + 1}, column {context_mark.column + 1})"
+        raise ConfigError([f"{where}: invalid YAML: {message}"]) from None
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: must be a mapping with the keys sources, destinations, rules, ingest"])
     return data
@@ -128,16 +152,22 @@ def _describe(err: dict) -> str:
     if kind == "union_tag_invalid":
         return f"{_format_loc(loc)}.type: must be one of {ctx['expected_tags']}, got {ctx['tag']!r}"
     if loc and loc[-1] == "[key]":
-        return f"{_format_loc(loc[:-2])}: invalid name {loc[-2]!r}: must match {ctx.get('pattern', '')}"
+        rule = _NAME_RULES.get(loc[0], "")
+        return f"{_format_loc(loc[:-2])}: invalid name {loc[-2]!r}: use {rule}"
     message = _MESSAGES.get(kind, err["msg"][0].lower() + err["msg"][1:])
     if kind == "literal_error":
-        message = f"must be one of {ctx['expected']}"
+        message = f"must be one of {ctx['expected'].replace(' or ', ', ')}"
     elif kind == "greater_than_equal":
         message = f"must be at least {ctx['ge']}"
     elif kind == "less_than_equal":
         message = f"must be at most {ctx['le']}"
-    if not _SECRET_KEYS.intersection(map(str, loc)) and isinstance(err.get("input"), (str, int, float, bool)):
-        message += f", got {err['input']!r}"
+    # Quote a wrong value only where a scalar was expected and no secret can be involved: a
+    # string given where a mapping belongs ("wms: ${WMS_MAC_SECRET}") may well be the secret.
+    value = err.get("input")
+    if kind in _SCALAR_ERRORS and not _SECRET_KEYS.intersection(map(str, loc)):
+        message += f", got {value!r}"
+    elif kind in _TYPE_ERRORS:
+        message += f", got {_kind_of(value)}"
     return f"{_format_loc(loc)}: {message}"
 
 
@@ -157,6 +187,21 @@ _MESSAGES = {
     "too_short": "must not be empty",
     "string_pattern_mismatch": "has characters that are not allowed",
 }
+
+
+_SCALAR_ERRORS = {
+    "int_type", "int_parsing", "int_from_float", "float_type", "float_parsing", "bool_type", "bool_parsing",
+    "literal_error", "greater_than_equal", "less_than_equal",
+}
+
+
+_TYPE_ERRORS = {"string_type", "list_type", "dict_type", "model_type", "model_attributes_type"}
+
+
+def _kind_of(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "nothing"}.get(
+        type(value), "a number"
+    )
 
 
 def _allowed_keys(loc: list) -> list[str]:
@@ -214,10 +259,11 @@ def _cross_reference_problems(data: dict) -> list[str]:
     return problems
 
 
-def _settings_problems(config: RelayConfig, settings: Settings) -> list[str]:
+def _settings_problems(data: dict, settings: Settings) -> list[str]:
     problems = []
-    for name, dest in config.destinations.items():
-        if dest.type == "email":
+    destinations = data.get("destinations") if isinstance(data.get("destinations"), dict) else {}
+    for name, dest in destinations.items():
+        if isinstance(dest, dict) and dest.get("type") == "email":
             missing = [v for v, s in (("SMTP_URL", settings.smtp_url), ("EMAIL_FROM", settings.email_from)) if not s]
             if missing:
                 problems.append(f"destinations.{name}: email destinations need {' and '.join(missing)} set")

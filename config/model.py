@@ -13,8 +13,10 @@ from config.wms_events import SEVERITIES
 MAX_BODY_BYTES_LIMIT = 16 * 1024 * 1024
 
 # Source names end up in URLs (/hooks/<source>) and Redis keys: keep them plain.
-SourceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-DestinationName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+SOURCE_NAME_RULE = (r"^[a-z0-9][a-z0-9_-]{0,63}$", "lowercase letters, digits, '-' and '_' (at most 64 characters)")
+DESTINATION_NAME_RULE = (r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", "letters, digits, '-', '_' and '.' (at most 64 characters)")
+SourceName = Annotated[str, StringConstraints(pattern=SOURCE_NAME_RULE[0])]
+DestinationName = Annotated[str, StringConstraints(pattern=DESTINATION_NAME_RULE[0])]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Severity = Literal["INFO", "WARN", "ERROR"]
 assert set(Severity.__args__) == set(SEVERITIES)  # type: ignore[attr-defined]
@@ -78,7 +80,7 @@ class HttpDestination(_Strict):
     type: Literal["http"]
     url: Annotated[str, AfterValidator(_callback_url)]
     signing_secret: Secret
-    headers: dict[str, str] = {}
+    headers: dict[str, Secret] = {}  # often an API key: treated as secret
     timeout: Duration = 10.0
 
 

@@ -37,7 +37,7 @@ class Settings:
         if redis_url is None:
             if require_redis:
                 problems.append("REDIS_URL: required, e.g. redis://localhost:6379/0")
-        elif urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+        elif not _has_target(redis_url, ("redis", "rediss", "unix")):
             problems.append("REDIS_URL: must be a redis://, rediss:// or unix:// URL")
 
         port_text = get("PORT") or "8000"
@@ -47,11 +47,11 @@ class Settings:
 
         log_level = (get("LOG_LEVEL") or "INFO").upper()
         if log_level not in LOG_LEVELS:
-            problems.append(f"LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}, got {get('LOG_LEVEL')!r}")
+            problems.append(f"LOG_LEVEL: must be one of {', '.join(map(repr, LOG_LEVELS))}, got {get('LOG_LEVEL')!r}")
 
         smtp_url = get("SMTP_URL")
-        if smtp_url is not None and urlsplit(smtp_url).scheme not in ("smtp", "smtps"):
-            problems.append("SMTP_URL: must be an smtp:// or smtps:// URL")
+        if smtp_url is not None and not _has_target(smtp_url, ("smtp", "smtps")):
+            problems.append("SMTP_URL: must be an smtp:// or smtps:// URL with a host")
 
         email_from = get("EMAIL_FROM")
         if email_from is not None and not is_email(email_from):
@@ -67,3 +67,15 @@ class Settings:
             smtp_url=Secret(smtp_url) if smtp_url else None,
             email_from=email_from,
         )
+
+
+def _has_target(url: str, schemes: tuple[str, ...]) -> bool:
+    """True when `url` uses one of `schemes` and names a host (or, for unix://, a socket path)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    if parts.scheme not in schemes:
+        return False
+    return bool(parts.path) if parts.scheme == "unix" else bool(parts.hostname)

@@ -8,17 +8,16 @@ _EMAIL = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]+")
 
 
 def redact_url(url: str) -> str:
-    """Return scheme://host[:port]/path of a URL: userinfo and query may hold credentials."""
+    """Return only scheme://host[:port] of a URL: userinfo, path and query may all hold credentials."""
     try:
         parts = urlsplit(url)
-        host = parts.hostname or ""
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
-        return "<unparseable URL>"
-    if not parts.scheme:
-        return url if len(url) <= 40 else url[:37] + "..."
-    redacted = f"{parts.scheme}://{host}{port}{parts.path}"
-    return redacted + ("?<redacted>" if parts.query else "")
+        port = ""
+    if not parts.scheme or not parts.hostname:
+        return "<redacted>"
+    rest = "/..." if (parts.path not in ("", "/") or parts.query or parts.fragment) else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{rest}"
 
 
 def is_loopback(host: str) -> bool:
@@ -36,9 +35,12 @@ def url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
     allowed = " or ".join(f"{s}://" for s in schemes)
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         return f"must be an {allowed} URL"
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return "has an invalid port (must be 1-65535)"
     if parts.scheme not in schemes:
         return f"must be an {allowed} URL"
     if not parts.hostname:
