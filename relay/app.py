@@ -3,7 +3,7 @@
 from flask import Flask
 from redis import Redis
 
-from config.loader import load_config
+from config.loader import load
 from config.model import RelayConfig
 from config.settings import Settings
 from relay import errors, health, hooks, logs
@@ -17,15 +17,14 @@ def create_app(settings: Settings | None = None, config: RelayConfig | None = No
     Raises:
         ConfigError: the environment or the config file is invalid (every problem listed).
     """
-    if settings is None:
-        settings = Settings.from_env()
+    if settings is None or config is None:
+        settings, config = load()
         logs.configure(settings.log_level)
-    if config is None:
-        config = load_config(settings.config_path, settings=settings)
     if redis is None:
         redis = connect(settings.redis_url)
 
     app = Flask(__name__)
+    app.json.sort_keys = False  # {"status": ..., "id": ...} reads better in that order
     app.config["RELAY"] = config
     app.config["MAX_CONTENT_LENGTH"] = config.ingest.max_body_bytes
     app.extensions["relay.redis"] = redis

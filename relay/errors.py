@@ -36,13 +36,13 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         error, detail = _HTTP_ERRORS.get(exc.code, ("http_error", (exc.description or exc.name).lower()))
+        allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or ()))
         if exc.code == 405:
-            allowed = exc.get_response().headers.get("Allow", "")
             detail = f"method not allowed; this endpoint accepts {allowed}"
         if exc.code == 413:
             detail = f"request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
         response = jsonify(error=error, detail=detail)
         response.status_code = exc.code or 500
-        if exc.code == 405:
-            response.headers["Allow"] = exc.get_response().headers.get("Allow", "")
+        if allowed:
+            response.headers["Allow"] = allowed
         return response

@@ -75,7 +75,7 @@ def parse_event(source: str, body: bytes) -> Event:
     if not isinstance(data, dict):
         raise InvalidEvent("invalid_body", f"body must be a JSON object, got {_json_type(data)}")
 
-    timestamp = _integer(data, "timestamp", "unix seconds")
+    timestamp = _integer(data, "timestamp", "an integer (unix seconds)")
     if timestamp < 0 or timestamp >= MAX_TIMESTAMP:
         raise InvalidEvent("invalid_event", f"timestamp: must be unix seconds (0 to {MAX_TIMESTAMP - 1}), got {timestamp}")
     session_id = data.get("sessionId")
@@ -107,11 +107,11 @@ def parse_event(source: str, body: bytes) -> Event:
     return Event(source, session_id, sequence, timestamp, severity, code, payload, data)
 
 
-def _integer(data: dict, name: str, meaning: str) -> int:
+def _integer(data: dict, name: str, expected: str) -> int:
     value = data.get(name)
     # JSON true/false arrive as Python bools, which are ints: refuse them explicitly.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _field_error(data, name, f"an integer ({meaning})")
+        raise _field_error(data, name, expected)
     return value
 
 

@@ -47,6 +47,8 @@ def receive(source: str):
             503, "unavailable", "cannot store the event right now; retry later",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         ) from None
+    if not event.known:
+        log.info("accepted unknown event code %r as %s: not in the WMS catalogue", event.code, event.id)
     if accepted.duplicate:
         return jsonify(status="duplicate", id=accepted.event_id), 200
     return jsonify(status="accepted", id=accepted.event_id), 202

@@ -11,8 +11,7 @@ from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
 from config.errors import ConfigError
-from config.loader import load_config
-from config.settings import Settings
+from config.loader import load
 from relay import logs
 from relay.inbox import QUEUE_NAME
 from relay.redis_conn import connect
@@ -24,8 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_env()
-        load_config(settings.config_path, settings=settings)
+        settings, _config = load()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -1,0 +1,106 @@
+"""The `relay` command: check the config, send a signed sample event, run everything locally."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import click
+import requests
+
+from config.errors import ConfigError
+from config.loader import load
+from config.wms_events import CATALOGUE
+from relay import samples, signature
+from relay.local_redis import LocalRedis
+
+
+@click.group()
+def main() -> None:
+    """WMS webhook relay."""
+
+
+def _load(require_redis: bool = True):
+    try:
+        return load(require_redis=require_redis)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+
+
+@main.command("check-config")
+def check_config() -> None:
+    """Validate the environment and the config file; print every problem and exit 1 if any."""
+    settings, config = _load()
+    click.echo(
+        f"{settings.config_path}: OK ({len(config.sources)} source(s), "
+        f"{len(config.destinations)} destination(s), {len(config.rules)} rule(s))"
+    )
+
+
+@main.command("send-sample")
+@click.option("--url", help="Webhook URL [default: http://127.0.0.1:$PORT/hooks/<source>]")
+@click.option("--source", default="wms", show_default=True, help="Source whose first MAC secret signs the event")
+@click.option("--event", "code", default="CONSTRAINT_VIOLATION", show_default=True, help="Event code to send")
+@click.option("--session", "session_id", help="Session id [default: a new one each time]")
+@click.option("--sequence", default=0, show_default=True, type=click.IntRange(min=0))
+def send_sample(url: str | None, source: str, code: str, session_id: str | None, sequence: int) -> None:
+    """POST a realistic WMS event, signed exactly as WMS signs it, and print the answer."""
+    settings, config = _load(require_redis=False)
+    if source not in config.sources:
+        raise click.BadParameter(f"no source named {source!r} (defined: {', '.join(map(repr, config.sources))})")
+    if code not in CATALOGUE:
+        click.echo(f"note: {code!r} is not a documented WMS event code; the relay will mark it unknown", err=True)
+    url = url or f"http://127.0.0.1:{settings.port}/hooks/{source}"
+    body = samples.to_body(samples.sample_event(code, session_id or samples.new_session_id(), sequence))
+    mac = signature.compute(config.sources[source].mac_secrets[0].reveal(), body)
+    click.echo(f"POST {url}\n{body.decode()}")
+    try:
+        response = requests.post(
+            url, data=body, headers={"Content-Type": "application/json", signature.HEADER: mac}, timeout=10
+        )
+    except requests.RequestException as exc:
+        click.echo(f"error: cannot reach {url}: {exc.__class__.__name__} (is the relay running?)", err=True)
+        sys.exit(1)
+    click.echo(f"-> {response.status_code} {response.text.strip()}")
+    sys.exit(0 if response.ok else 1)
+
+
+@main.command("dev")
+@click.option("--procfile", default="Procfile", show_default=True)
+def dev(procfile: str) -> None:
+    """Run the Procfile's web and worker locally; start a private Redis when REDIS_URL is unset."""
+    settings, config = _load(require_redis=False)
+    # The Procfile's commands (gunicorn, python) must come from this interpreter's environment.
+    bin_dir = os.path.dirname(sys.executable)
+    env = dict(os.environ, PORT=str(settings.port), PYTHONUNBUFFERED="1", PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    local = None
+    if settings.redis_url is None:
+        local = LocalRedis().start()
+        env["REDIS_URL"] = local.url
+        click.echo(f"REDIS_URL is unset: started a private Redis at {local.url} (its data goes when this stops)")
+    click.echo(
+        f"\nThe relay listens on http://127.0.0.1:{settings.port}/hooks/<source> "
+        f"(sources: {', '.join(config.sources)}).\n"
+        "Send a signed sample event from another terminal:  ./dev send-sample\n"
+        "Stop with Ctrl-C.\n"
+    )
+    # honcho stops every process when one exits; SIGINT or SIGTERM to us is passed on to it,
+    # so Ctrl-C and a supervisor's stop both end web, worker and the private Redis.
+    honcho = subprocess.Popen([sys.executable, "-m", "honcho", "-f", procfile, "start", "web", "worker"], env=env)
+    stop_requested = []
+
+    def forward(signum, frame):
+        stop_requested.append(signum)
+        honcho.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    try:
+        # A stop we were asked for is success; a process that died on its own is not.
+        code = 0 if honcho.wait() == 0 or stop_requested else 1
+    finally:
+        if local is not None:
+            local.stop()
+            click.echo("stopped the private Redis")
+    sys.exit(code)

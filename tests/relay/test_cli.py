@@ -1,0 +1,83 @@
+"""The `relay` command: check-config and send-sample against a real HTTP server."""
+
+import threading
+
+import pytest
+from click.testing import CliRunner
+from werkzeug.serving import make_server
+
+from relay.cli import main
+from relay.local_redis import free_port
+from tests.conftest import CONFIG_ENV, SECRET
+
+
+@pytest.fixture
+def env(config_path, redis_server):
+    return {"RELAY_CONFIG": str(config_path), "REDIS_URL": redis_server.url, **CONFIG_ENV}
+
+
+def run(args, env):
+    return CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+
+
+def test_check_config_says_ok(env, config_path):
+    result = run(["check-config"], env)
+    assert (result.exit_code, result.output) == (0, f"{config_path}: OK (1 source(s), 0 destination(s), 0 rule(s))\n")
+
+
+def test_check_config_lists_every_problem_and_exits_1(env, config_path):
+    config_path.write_text("sources:\n  wms: {mac_secrets: []}\nrules:\n  - {name: r, to: [nowhere]}\n")
+    result = run(["check-config"], dict(env, PORT="http", REDIS_URL=""))
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "REDIS_URL: required, e.g. redis://localhost:6379/0",
+        "PORT: must be a TCP port number (1-65535), got 'http'",
+        f"{config_path}: sources.wms.mac_secrets: must not be empty",
+        f"{config_path}: rules[0].to[0]: undefined destination 'nowhere' (defined: none)",
+    ]
+
+
+def test_check_config_never_prints_a_secret(env, config_path):
+    config_path.write_text('sources:\n  wms: {mac_secrets: [" padded-secret-value "]}\n')
+    result = run(["check-config"], env)
+    assert result.exit_code == 1
+    assert "padded-secret-value" not in result.output
+    assert result.output == f"{config_path}: sources.wms.mac_secrets[0]: must not start or end with whitespace (a copy-paste error?)\n"
+
+
+@pytest.fixture
+def live_url(app):
+    """The real app behind a real HTTP server on 127.0.0.1."""
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+
+
+def test_send_sample_posts_a_signed_event_that_is_accepted(env, live_url):
+    result = run(["send-sample", "--url", f"{live_url}/hooks/wms", "--session", "demo", "--sequence", "2"], env)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == '-> 202 {"status":"accepted","id":"wms:demo:2"}'
+    assert '"event":"CONSTRAINT_VIOLATION"' in result.output
+    assert SECRET not in result.output
+
+
+def test_send_sample_uses_port_for_its_default_url(env, live_url):
+    port = live_url.rsplit(":", 1)[1]
+    result = run(["send-sample", "--event", "WMS_LOADED"], dict(env, PORT=port))
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"POST http://127.0.0.1:{port}/hooks/wms\n")
+
+
+def test_send_sample_exits_1_when_the_relay_is_not_running(env):
+    result = run(["send-sample", "--url", f"http://127.0.0.1:{free_port()}/hooks/wms"], env)
+    assert result.exit_code == 1
+    assert "cannot reach" in result.output and "(is the relay running?)" in result.output
+
+
+def test_send_sample_rejects_an_unknown_source(env):
+    result = CliRunner().invoke(main, ["send-sample", "--source", "crm"], env=env)
+    assert result.exit_code == 2
+    assert "no source named 'crm' (defined: 'wms')" in result.output

@@ -1,0 +1,173 @@
+"""The Procfile's processes and `relay dev`, run as real subprocesses on loopback."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from redis import Redis
+from redis.exceptions import RedisError
+
+from relay.local_redis import free_port
+from relay.samples import sample_event, to_body
+from relay.signature import compute
+from tests.conftest import CONFIG_ENV, SECRET
+from workers.fanout import REACHED_WORKER_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def procfile_command(name: str) -> str:
+    """The command line of one Procfile process, exactly as the platform would run it."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"Procfile has no {name!r} process")
+
+
+def process_env(**extra) -> dict:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PYTHONUNBUFFERED="1", **CONFIG_ENV)
+    env.update(extra)
+    return env
+
+
+def start(command: str, env: dict, log_path: Path) -> subprocess.Popen:
+    """Run `command` through a shell, as honcho and PaaS runners do, in its own process group."""
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(["bash", "-c", command], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop(process: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 15) -> int:
+    """Signal the process group and wait for it; fail if it does not end in time."""
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+    return process.wait(timeout=timeout)
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (requests.RequestException, RedisError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def signed(event: dict) -> tuple[bytes, dict]:
+    body = to_body(event)
+    return body, {"Content-Type": "application/json", "X-WMS-Content-MAC": compute(SECRET, body)}
+
+
+@pytest.fixture
+def web(tmp_path, settings, redis):
+    """The Procfile's web process: a real gunicorn on a free port."""
+    port = free_port()
+    env = process_env(PORT=str(port), REDIS_URL=settings.redis_url.reveal(), RELAY_CONFIG=settings.config_path)
+    process = start(procfile_command("web"), env, tmp_path / "web.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: requests.get(f"{url}/readyz", timeout=1).ok, 20, "gunicorn to answer /readyz")
+    except AssertionError:
+        stop(process)
+        raise AssertionError((tmp_path / "web.log").read_text()) from None
+    yield url
+    assert stop(process) == 0, (tmp_path / "web.log").read_text()
+
+
+def test_procfile_web_answers_a_signed_post(web, redis):
+    body, headers = signed(sample_event("CONSTRAINT_VIOLATION", "proc-1", 0, timestamp=int(time.time())))
+    response = requests.post(f"{web}/hooks/wms", data=body, headers=headers, timeout=5)
+    assert (response.status_code, response.json()) == (202, {"status": "accepted", "id": "wms:proc-1:0"})
+    assert redis.llen("rq:queue:events") == 1
+
+
+def test_procfile_web_queues_one_job_for_concurrent_duplicates(web, redis):
+    body, headers = signed(sample_event("WMS_LOADED", "proc-2", 0, timestamp=int(time.time())))
+    statuses = []
+    barrier = threading.Barrier(12)
+
+    def post():
+        barrier.wait()
+        statuses.append(requests.post(f"{web}/hooks/wms", data=body, headers=headers, timeout=10).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [200] * 11 + [202]
+    assert redis.llen("rq:queue:events") == 1
+
+
+def test_procfile_worker_drains_the_queue_and_stops_cleanly_on_sigterm(tmp_path, app, settings, redis):
+    client = app.test_client()
+    for sequence in range(3):
+        body, headers = signed(sample_event("WMS_LOADED", "proc-3", sequence, timestamp=int(time.time())))
+        assert client.post("/hooks/wms", data=body, headers=headers).status_code == 202
+    env = process_env(REDIS_URL=settings.redis_url.reveal(), RELAY_CONFIG=settings.config_path)
+    process = start(procfile_command("worker"), env, tmp_path / "worker.log")
+    try:
+        wait_for(lambda: redis.get(REACHED_WORKER_KEY) == b"3", 20, "the worker to run 3 jobs")
+        assert redis.llen("rq:queue:events") == 0
+    finally:
+        code = stop(process)
+    log = (tmp_path / "worker.log").read_text()
+    assert code == 0, log
+    assert "Warm shut down requested" in log or "warm shut down" in log.lower(), log
+
+
+def test_procfile_release_checks_the_config(tmp_path, settings):
+    env = process_env(REDIS_URL=settings.redis_url.reveal(), RELAY_CONFIG=settings.config_path)
+    ok = subprocess.run(["bash", "-c", procfile_command("release")], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert (ok.returncode, ok.stdout) == (0, f"{settings.config_path}: OK (1 source(s), 0 destination(s), 0 rule(s))\n")
+    env.pop("WMS_MAC_SECRET")
+    bad = subprocess.run(["bash", "-c", procfile_command("release")], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert bad.stderr == f"{settings.config_path}: sources.wms.mac_secrets[0]: environment variable WMS_MAC_SECRET is not set\n"
+
+
+def test_web_refuses_to_start_on_a_bad_config(tmp_path, settings):
+    env = process_env(PORT=str(free_port()), REDIS_URL=settings.redis_url.reveal(), RELAY_CONFIG=str(tmp_path / "missing.yaml"))
+    process = start(procfile_command("web"), env, tmp_path / "web.log")
+    try:
+        code = process.wait(timeout=30)
+    finally:
+        stop(process)
+    assert code != 0
+    assert f"{tmp_path / 'missing.yaml'}: cannot read: No such file or directory" in (tmp_path / "web.log").read_text()
+
+
+def test_relay_dev_runs_everything_with_a_private_redis(tmp_path):
+    port = free_port()
+    env = process_env(PORT=str(port), RELAY_CONFIG=str(ROOT / "config" / "relay.dev.yaml"))
+    env.pop("REDIS_URL", None)
+    process = start(f"{BIN / 'relay'} dev", env, tmp_path / "dev.log")
+    log = lambda: (tmp_path / "dev.log").read_text()  # noqa: E731
+    try:
+        redis_url = wait_for(lambda: re.search(r"started a private Redis at (\S+)", log()), 20, "the private Redis").group(1)
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).ok, 30, "the web process")
+        sample = subprocess.run([str(BIN / "relay"), "send-sample", "--session", "dev-1"], env=env,
+                                capture_output=True, text=True, timeout=30)
+        assert sample.returncode == 0, sample.stdout + sample.stderr
+        assert sample.stdout.splitlines()[-1] == '-> 202 {"status":"accepted","id":"wms:dev-1:0"}'
+        wait_for(lambda: "event wms:dev-1:0 (CONSTRAINT_VIOLATION, ERROR) reached a worker" in log(), 20, "the worker")
+    finally:
+        code = stop(process)
+    assert code == 0, log()
+    assert "stopped the private Redis" in log()
+    with pytest.raises(RedisError):
+        Redis.from_url(redis_url, socket_connect_timeout=0.5).ping()

@@ -1,0 +1,48 @@
+"""The fan-out job, run by a real RQ SimpleWorker on jobs queued through the real app."""
+
+import json
+import time
+
+from rq import Queue, SimpleWorker
+from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
+
+from relay.inbox import QUEUE_NAME
+from relay.samples import COMPLETED_SESSION, sample_session, to_body
+from tests.conftest import signed_post
+from workers.fanout import REACHED_WORKER_KEY
+
+
+def drain(redis):
+    """Run every queued job in this process, as the Procfile's worker would."""
+    queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+    SimpleWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True)
+    return queue
+
+
+def test_every_accepted_event_reaches_a_worker_once(client, redis):
+    events = sample_session(COMPLETED_SESSION)
+    for event in events:
+        assert signed_post(client, to_body(event)).status_code == 202
+    assert signed_post(client, to_body(events[0])).status_code == 200  # a duplicate is not queued
+    queue = drain(redis)
+    assert int(redis.get(REACHED_WORKER_KEY)) == len(events)
+    assert queue.count == 0
+    assert FailedJobRegistry(queue=queue).count == 0
+
+
+def test_a_job_whose_body_does_not_match_its_id_fails_loudly(redis):
+    queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+    body = to_body({"timestamp": int(time.time()), "sessionId": "s", "sequence": 1, "severity": "INFO", "event": "X"})
+    job = queue.enqueue("workers.fanout.fan_out", {"id": "wms:s:2", "source": "wms", "received_at": 0, "body": body.decode()})
+    drain(redis)
+    assert FailedJobRegistry(queue=queue).get_job_ids() == [job.id]
+    assert "envelope id 'wms:s:2' does not match its body's event id 'wms:s:1'" in job.fetch(job.id, connection=redis, serializer=JSONSerializer).latest_result().exc_string
+    assert redis.get(REACHED_WORKER_KEY) is None
+
+
+def test_the_queued_envelope_is_plain_json(client, redis):
+    signed_post(client, to_body(sample_session(("WMS_LOADED",))[0]))
+    (job,) = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer).get_jobs()
+    assert json.loads(json.dumps(job.args[0])) == job.args[0]
+    assert set(job.args[0]) == {"id", "source", "received_at", "body"}
