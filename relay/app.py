@@ -26,7 +26,9 @@ def create_app(settings: Settings | None = None, config: RelayConfig | None = No
     app = Flask(__name__)
     app.json.sort_keys = False  # {"status": ..., "id": ...} reads better in that order
     app.config["RELAY"] = config
-    app.config["MAX_CONTENT_LENGTH"] = config.ingest.max_body_bytes
+    # One byte over the limit, so that a chunked body that is too large can be told apart
+    # from one of exactly the limit (relay.hooks).
+    app.config["MAX_CONTENT_LENGTH"] = config.ingest.max_body_bytes + 1
     app.extensions["relay.redis"] = redis
     app.extensions["relay.inbox"] = Inbox(redis, config.ingest.dedup_window)
     errors.register(app)

@@ -23,6 +23,11 @@ _HTTP_ERRORS = {
 }
 
 
+def too_large(limit: int) -> ApiError:
+    """The 413 for a body over `limit` bytes, however the excess was noticed."""
+    return ApiError(413, "payload_too_large", f"request body is larger than {limit} bytes")
+
+
 def register(app: Flask) -> None:
     """Install the JSON error handlers on the app."""
 
@@ -40,7 +45,7 @@ def register(app: Flask) -> None:
         if exc.code == 405:
             detail = f"method not allowed; this endpoint accepts {allowed}"
         if exc.code == 413:
-            detail = f"request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+            detail = too_large(app.config["RELAY"].ingest.max_body_bytes).detail
         response = jsonify(error=error, detail=detail)
         response.status_code = exc.code or 500
         if allowed:

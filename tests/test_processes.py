@@ -95,6 +95,24 @@ def test_procfile_web_answers_a_signed_post(web, redis):
     assert redis.llen("rq:queue:events") == 1
 
 
+def _chunks(body: bytes):
+    for start in range(0, len(body), 8192):
+        yield body[start : start + 8192]
+
+
+def test_procfile_web_limits_chunked_bodies_too(web, redis, relay_config):
+    limit = relay_config.ingest.max_body_bytes
+    head = to_body(sample_event("WMS_LOADED", "proc-chunked", 0, timestamp=int(time.time())))[:-1] + b',"pad":"'
+    for size, expected in [(limit, 202), (limit + 1, 413)]:
+        body = head + b"x" * (size - len(head) - 2) + b'"}'
+        assert len(body) == size
+        headers = {"X-WMS-Content-MAC": compute(SECRET, body)}
+        response = requests.post(f"{web}/hooks/wms", data=_chunks(body), headers=headers, timeout=10)
+        assert response.status_code == expected, response.text
+    assert response.json() == {"error": "payload_too_large", "detail": f"request body is larger than {limit} bytes"}
+    assert redis.llen("rq:queue:events") == 1
+
+
 def test_procfile_web_queues_one_job_for_concurrent_duplicates(web, redis):
     body, headers = signed(sample_event("WMS_LOADED", "proc-2", 0, timestamp=int(time.time())))
     statuses = []

@@ -196,7 +196,16 @@ def test_a_body_over_the_limit_is_413(client, redis, relay_config):
     assert redis.keys("*") == []
 
 
-def test_a_body_just_under_the_limit_is_accepted(client, relay_config):
+def test_a_body_one_byte_over_the_limit_is_413(client, redis, relay_config):
+    limit = relay_config.ingest.max_body_bytes
+    base = event_body()[:-1] + b',"pad":"'
+    body = base + b"x" * (limit + 1 - len(base) - 2) + b'"}'
+    response = signed_post(client, body)
+    assert (response.status_code, response.json["error"]) == (413, "payload_too_large")
+    assert redis.keys("*") == []
+
+
+def test_a_body_of_exactly_the_limit_is_accepted(client, relay_config):
     limit = relay_config.ingest.max_body_bytes
     base = event_body()[:-1] + b',"pad":"'
     body = base + b"x" * (limit - len(base) - 2) + b'"}'
