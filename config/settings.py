@@ -22,6 +22,7 @@ class Settings:
     log_level: str
     smtp_url: Secret | None  # holds the SMTP password
     email_from: str | None
+    web_concurrency: int  # read by the Procfile's gunicorn; checked here with the rest
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, *, require_redis: bool = True) -> "Settings":
@@ -49,6 +50,11 @@ class Settings:
         if log_level not in LOG_LEVELS:
             problems.append(f"LOG_LEVEL: must be one of {', '.join(map(repr, LOG_LEVELS))}, got {get('LOG_LEVEL')!r}")
 
+        concurrency_text = get("WEB_CONCURRENCY") or "2"
+        web_concurrency = int(concurrency_text) if concurrency_text.isdigit() else 0
+        if not 1 <= web_concurrency <= 64:
+            problems.append(f"WEB_CONCURRENCY: must be a number of processes (1-64), got {concurrency_text!r}")
+
         smtp_url = get("SMTP_URL")
         if smtp_url is not None and not _has_target(smtp_url, ("smtp", "smtps")):
             problems.append("SMTP_URL: must be an smtp:// or smtps:// URL with a host")
@@ -66,6 +72,7 @@ class Settings:
             log_level=log_level,
             smtp_url=Secret(smtp_url) if smtp_url else None,
             email_from=email_from,
+            web_concurrency=web_concurrency,
         )
 
 

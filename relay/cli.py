@@ -1,8 +1,5 @@
 """The `relay` command: check the config, send a signed sample event, run everything locally."""
 
-import os
-import signal
-import subprocess
 import sys
 
 import click
@@ -12,7 +9,7 @@ from config.errors import ConfigError
 from config.loader import load
 from config.wms_events import CATALOGUE
 from relay import samples, signature
-from relay.local_redis import LocalRedis
+from relay.dev_run import run_dev
 
 
 @click.group()
@@ -66,41 +63,20 @@ def send_sample(url: str | None, source: str, code: str, session_id: str | None,
     sys.exit(0 if response.ok else 1)
 
 
+@main.command("sign")
+@click.option("--source", default="wms", show_default=True, help="Source whose first MAC secret signs")
+@click.argument("body_file", type=click.File("rb"), default="-")
+def sign(source: str, body_file) -> None:
+    """Print the X-WMS-Content-MAC header value WMS would send for BODY_FILE (default: stdin)."""
+    _, config = _load(require_redis=False)
+    if source not in config.sources:
+        raise click.BadParameter(f"no source named {source!r} (defined: {', '.join(map(repr, config.sources))})")
+    click.echo(signature.compute(config.sources[source].mac_secrets[0].reveal(), body_file.read()))
+
+
 @main.command("dev")
 @click.option("--procfile", default="Procfile", show_default=True)
 def dev(procfile: str) -> None:
     """Run the Procfile's web and worker locally; start a private Redis when REDIS_URL is unset."""
     settings, config = _load(require_redis=False)
-    # The Procfile's commands (gunicorn, python) must come from this interpreter's environment.
-    bin_dir = os.path.dirname(sys.executable)
-    env = dict(os.environ, PORT=str(settings.port), PYTHONUNBUFFERED="1", PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    local = None
-    if settings.redis_url is None:
-        local = LocalRedis().start()
-        env["REDIS_URL"] = local.url
-        click.echo(f"REDIS_URL is unset: started a private Redis at {local.url} (its data goes when this stops)")
-    click.echo(
-        f"\nThe relay listens on http://127.0.0.1:{settings.port}/hooks/<source> "
-        f"(sources: {', '.join(config.sources)}).\n"
-        "Send a signed sample event from another terminal:  ./dev send-sample\n"
-        "Stop with Ctrl-C.\n"
-    )
-    # honcho stops every process when one exits; SIGINT or SIGTERM to us is passed on to it,
-    # so Ctrl-C and a supervisor's stop both end web, worker and the private Redis.
-    honcho = subprocess.Popen([sys.executable, "-m", "honcho", "-f", procfile, "start", "web", "worker"], env=env)
-    stop_requested = []
-
-    def forward(signum, frame):
-        stop_requested.append(signum)
-        honcho.send_signal(signum)
-
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
-    try:
-        # A stop we were asked for is success; a process that died on its own is not.
-        code = 0 if honcho.wait() == 0 or stop_requested else 1
-    finally:
-        if local is not None:
-            local.stop()
-            click.echo("stopped the private Redis")
-    sys.exit(code)
+    sys.exit(run_dev(settings, config, procfile))

@@ -3,6 +3,8 @@
 from flask import Blueprint, current_app, jsonify
 from redis.exceptions import RedisError
 
+from relay.errors import ApiError
+
 bp = Blueprint("health", __name__)
 
 
@@ -18,5 +20,5 @@ def readyz():
     try:
         current_app.extensions["relay.redis"].ping()
     except RedisError as exc:
-        return jsonify(status="unavailable", detail=f"redis: {exc.__class__.__name__}"), 503
+        raise ApiError(503, "not_ready", f"redis: {exc.__class__.__name__}") from None
     return jsonify(status="ready")

@@ -54,7 +54,10 @@ def receive(source: str):
     if not event.known:
         log.info("accepted unknown event code %r as %s: not in the WMS catalogue", event.code, event.id)
     if accepted.duplicate:
+        log.info("duplicate %s not queued again", accepted.event_id)
         return jsonify(status="duplicate", id=accepted.event_id), 200
+    # DEBUG, not INFO: a line per accepted event costs ingest throughput (see README).
+    log.debug("accepted %s (%s, %s)", accepted.event_id, event.code, event.severity)
     return jsonify(status="accepted", id=accepted.event_id), 202
 
 

@@ -171,13 +171,16 @@ def test_web_refuses_to_start_on_a_bad_config(tmp_path, settings):
 
 def test_relay_dev_runs_everything_with_a_private_redis(tmp_path):
     port = free_port()
-    env = process_env(PORT=str(port), RELAY_CONFIG=str(ROOT / "config" / "relay.dev.yaml"))
+    state = tmp_path / "dev.env"
+    env = process_env(PORT=str(port), RELAY_CONFIG=str(ROOT / "config" / "relay.dev.yaml"), RELAY_DEV_STATE=str(state))
     env.pop("REDIS_URL", None)
     process = start(f"{BIN / 'relay'} dev", env, tmp_path / "dev.log")
     log = lambda: (tmp_path / "dev.log").read_text()  # noqa: E731
     try:
         redis_url = wait_for(lambda: re.search(r"started a private Redis at (\S+)", log()), 20, "the private Redis").group(1)
         wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).ok, 30, "the web process")
+        assert state.read_text() == f"REDIS_URL={redis_url}\nPORT={port}\n"
+        assert f"Listening at: http://127.0.0.1:{port}" in log()  # the public dev secret stays off the network
         sample = subprocess.run([str(BIN / "relay"), "send-sample", "--session", "dev-1"], env=env,
                                 capture_output=True, text=True, timeout=30)
         assert sample.returncode == 0, sample.stdout + sample.stderr
@@ -187,5 +190,6 @@ def test_relay_dev_runs_everything_with_a_private_redis(tmp_path):
         code = stop(process)
     assert code == 0, log()
     assert "stopped the private Redis" in log()
+    assert not state.exists()
     with pytest.raises(RedisError):
         Redis.from_url(redis_url, socket_connect_timeout=0.5).ping()

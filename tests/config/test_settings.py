@@ -18,6 +18,8 @@ REDIS = {"REDIS_URL": "redis://localhost:6379/0"}
         ({"REDIS_URL": "redis://"}, "REDIS_URL: must be a redis://, rediss:// or unix:// URL"),
         ({"REDIS_URL": "unix://"}, "REDIS_URL: must be a redis://, rediss:// or unix:// URL"),
         ({**REDIS, "SMTP_URL": "smtp://"}, "SMTP_URL: must be an smtp:// or smtps:// URL with a host"),
+        ({**REDIS, "WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY: must be a number of processes (1-64), got 'abc'"),
+        ({**REDIS, "WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY: must be a number of processes (1-64), got '0'"),
         ({**REDIS, "PORT": "http"}, "PORT: must be a TCP port number (1-65535), got 'http'"),
         ({**REDIS, "PORT": "0"}, "PORT: must be a TCP port number (1-65535), got '0'"),
         ({**REDIS, "PORT": "65536"}, "PORT: must be a TCP port number (1-65535), got '65536'"),

@@ -8,6 +8,7 @@ from werkzeug.serving import make_server
 
 from relay.cli import main
 from relay.local_redis import free_port
+from relay.signature import compute
 from tests.conftest import CONFIG_ENV, SECRET
 
 
@@ -81,3 +82,12 @@ def test_send_sample_rejects_an_unknown_source(env):
     result = CliRunner().invoke(main, ["send-sample", "--source", "crm"], env=env)
     assert result.exit_code == 2
     assert "no source named 'crm' (defined: 'wms')" in result.output
+
+
+def test_sign_prints_the_header_value_wms_would_send(env, tmp_path):
+    body = '{"note":"Łódź"}'.encode()
+    path = tmp_path / "body.json"
+    path.write_bytes(body)
+    result = run(["sign", str(path)], env)
+    assert (result.exit_code, result.output) == (0, compute(SECRET, body) + "\n")
+    assert CliRunner().invoke(main, ["sign"], env=env, input=body).output == compute(SECRET, body) + "\n"

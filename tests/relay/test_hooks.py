@@ -71,12 +71,14 @@ def test_the_previous_secret_still_works_during_rotation(client):
     assert response.status_code == 202
 
 
-def test_a_duplicate_is_acknowledged_but_not_queued_again(client, redis):
+def test_a_duplicate_is_acknowledged_but_not_queued_again(client, redis, caplog):
+    caplog.set_level(logging.INFO, logger="relay.hooks")
     body = event_body(sequence=3)
     assert signed_post(client, body).status_code == 202
     response = signed_post(client, body)
     assert (response.status_code, response.json) == (200, {"status": "duplicate", "id": "wms:sess-1:3"})
     assert len(queued_envelopes(redis)) == 1
+    assert "duplicate wms:sess-1:3 not queued again" in caplog.text
 
 
 def test_same_session_and_sequence_with_a_different_body_is_still_a_duplicate(client, redis):
@@ -259,7 +261,7 @@ def test_redis_down_means_503_with_retry_after_and_ready_again_when_it_returns(s
         )
         assert response.headers["Retry-After"] == "5"
         ready = client.get("/readyz")
-        assert (ready.status_code, ready.json) == (503, {"status": "unavailable", "detail": "redis: ConnectionError"})
+        assert (ready.status_code, ready.json) == (503, {"error": "not_ready", "detail": "redis: ConnectionError"})
         assert client.get("/healthz").status_code == 200
 
         server = LocalRedis(port=server.port).start()

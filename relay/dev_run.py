@@ -1,0 +1,58 @@
+"""`relay dev`: the Procfile's web and worker on this machine, with a private Redis if need be."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from config.model import RelayConfig
+from config.settings import Settings
+from relay.local_redis import LocalRedis
+
+# While `relay dev` runs, this file tells `./dev relay ...` and `./dev send-sample` which Redis and
+# port to use, so they work in another terminal without exporting anything.
+STATE_FILE = Path(os.environ.get("RELAY_DEV_STATE", ".relay/dev.env"))
+
+
+def run_dev(settings: Settings, config: RelayConfig, procfile: str) -> int:
+    """Run web and worker under honcho until stopped; return the exit code."""
+    # The Procfile's commands (gunicorn, python) must come from this interpreter's environment;
+    # BIND_HOST keeps the dev server, and its public dev secret, off the network.
+    bin_dir = os.path.dirname(sys.executable)
+    env = dict(os.environ, PORT=str(settings.port), PYTHONUNBUFFERED="1", BIND_HOST="127.0.0.1",
+               PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    local = None
+    if settings.redis_url is None:
+        local = LocalRedis().start()
+        env["REDIS_URL"] = local.url
+        click.echo(f"REDIS_URL is unset: started a private Redis at {local.url} (its data goes when this stops)")
+    STATE_FILE.parent.mkdir(exist_ok=True)
+    STATE_FILE.write_text(f"REDIS_URL={env['REDIS_URL']}\nPORT={settings.port}\n")
+    click.echo(
+        f"\nThe relay listens on http://127.0.0.1:{settings.port}/hooks/<source> "
+        f"(sources: {', '.join(config.sources)}).\n"
+        "Send a signed sample event from another terminal:  ./dev send-sample\n"
+        "Stop with Ctrl-C.\n"
+    )
+    # honcho stops every process when one exits; SIGINT or SIGTERM to us is passed on to it,
+    # so Ctrl-C and a supervisor's stop both end web, worker and the private Redis.
+    honcho = subprocess.Popen([sys.executable, "-m", "honcho", "-f", procfile, "start", "web", "worker"], env=env)
+    stop_requested = []
+
+    def forward(signum, frame):
+        stop_requested.append(signum)
+        honcho.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    try:
+        # A stop we were asked for is success; a process that died on its own is not.
+        return 0 if honcho.wait() == 0 or stop_requested else 1
+    finally:
+        STATE_FILE.unlink(missing_ok=True)
+        if local is not None:
+            local.stop()
+            click.echo("stopped the private Redis")
