@@ -1,3 +1,3 @@
-from relay import create_app
+from relay.app import create_app_or_exit
 
-app = create_app()
+app = create_app_or_exit()

@@ -10,14 +10,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from config.errors import ConfigError
-from config.model import DESTINATION_NAME_RULE, DESTINATION_TYPES, SOURCE_NAME_RULE, RelayConfig
+from config.model import DESTINATION_NAME_RULE, DESTINATION_TYPES, HEADER_NAME_RULE, SOURCE_NAME_RULE, RelayConfig
 from config.settings import DEFAULT_CONFIG_PATH, Settings
 
 # ${VAR} or ${VAR:-default}; $$ is a literal $.
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Never quote the value of these keys in an error: they are secrets or carry one.
 _SECRET_KEYS = {"mac_secrets", "webhook_url", "signing_secret", "headers"}
-_NAME_RULES = {"sources": SOURCE_NAME_RULE[1], "destinations": DESTINATION_NAME_RULE[1]}
+_NAME_RULES = {"sources": SOURCE_NAME_RULE[1], "destinations": DESTINATION_NAME_RULE[1], "headers": HEADER_NAME_RULE[1]}
 
 
 def load(environ: dict[str, str] | None = None, *, require_redis: bool = True) -> tuple[Settings, RelayConfig]:
@@ -30,8 +30,10 @@ def load(environ: dict[str, str] | None = None, *, require_redis: bool = True) -
     except ConfigError as exc:
         problems += exc.problems
     path = settings.config_path if settings else (env.get("RELAY_CONFIG", "").strip() or DEFAULT_CONFIG_PATH)
+    # Even when the environment has problems, say whether email destinations lack their settings.
+    email_settings = tuple(bool(env.get(name, "").strip()) for name in ("SMTP_URL", "EMAIL_FROM"))
     try:
-        config = load_config(path, env, settings)
+        config = _load_config(path, env, email_settings)
     except ConfigError as exc:
         problems += exc.problems
     if problems:
@@ -40,8 +42,15 @@ def load(environ: dict[str, str] | None = None, *, require_redis: bool = True) -
 
 
 def load_config(path: str, environ: dict[str, str] | None = None, settings: Settings | None = None) -> RelayConfig:
-    """Read, expand and validate the config file; raise ConfigError listing every problem."""
-    env = os.environ if environ is None else environ
+    """Read, expand and validate the config file; raise ConfigError listing every problem.
+
+    With `settings`, also check what the destinations need from the environment (SMTP for email).
+    """
+    email_settings = (bool(settings.smtp_url), bool(settings.email_from)) if settings else None
+    return _load_config(path, os.environ if environ is None else environ, email_settings)
+
+
+def _load_config(path: str, env, email_settings: tuple[bool, bool] | None) -> RelayConfig:
     data = _read_yaml(path)
     problems: list[str] = []
     unset: set[tuple] = set()
@@ -53,8 +62,8 @@ def load_config(path: str, environ: dict[str, str] | None = None, settings: Sett
         # A value whose variable is unset was already reported; its emptiness is no second problem.
         problems.extend(_describe(err) for err in exc.errors() if _user_loc(err["loc"]) not in unset)
     problems.extend(_cross_reference_problems(data))
-    if settings is not None:
-        problems.extend(_settings_problems(data, settings))
+    if email_settings is not None:
+        problems.extend(_settings_problems(data, *email_settings))
     if problems:
         raise ConfigError([f"{path}: {p}" for p in problems])
     return config
@@ -110,7 +119,8 @@ def _expand(value: Any, env, loc: tuple, problems: list[str], unset: set[tuple])
         if m.group(0) == "$$":
             return "$"
         name, default = m.group(1), m.group(2)
-        if name in env:
+        # As in the shell and Compose, ${VAR:-default} also covers a variable set but empty.
+        if env.get(name) or (name in env and default is None):
             return env[name]
         if default is not None:
             return default
@@ -152,7 +162,7 @@ def _describe(err: dict) -> str:
     if kind == "union_tag_invalid":
         return f"{_format_loc(loc)}.type: must be one of {ctx['expected_tags']}, got {ctx['tag']!r}"
     if loc and loc[-1] == "[key]":
-        rule = _NAME_RULES.get(loc[0], "")
+        rule = _NAME_RULES.get(loc[-3], "")
         return f"{_format_loc(loc[:-2])}: invalid name {loc[-2]!r}: use {rule}"
     message = _MESSAGES.get(kind, err["msg"][0].lower() + err["msg"][1:])
     if kind == "literal_error":
@@ -259,12 +269,12 @@ def _cross_reference_problems(data: dict) -> list[str]:
     return problems
 
 
-def _settings_problems(data: dict, settings: Settings) -> list[str]:
+def _settings_problems(data: dict, smtp_url_set: bool, email_from_set: bool) -> list[str]:
     problems = []
     destinations = data.get("destinations") if isinstance(data.get("destinations"), dict) else {}
     for name, dest in destinations.items():
         if isinstance(dest, dict) and dest.get("type") == "email":
-            missing = [v for v, s in (("SMTP_URL", settings.smtp_url), ("EMAIL_FROM", settings.email_from)) if not s]
+            missing = [v for v, is_set in (("SMTP_URL", smtp_url_set), ("EMAIL_FROM", email_from_set)) if not is_set]
             if missing:
                 problems.append(f"destinations.{name}: email destinations need {' and '.join(missing)} set")
     return problems

@@ -7,7 +7,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from config.durations import parse_duration
 from config.secret import Secret
-from config.values import is_email, is_loopback, redact_url, url_problem
+from config.values import email_problem, is_loopback, redact_url, url_problem
 from config.wms_events import SEVERITIES
 
 MAX_BODY_BYTES_LIMIT = 16 * 1024 * 1024
@@ -18,13 +18,16 @@ DESTINATION_NAME_RULE = (r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", "letters, digits,
 SourceName = Annotated[str, StringConstraints(pattern=SOURCE_NAME_RULE[0])]
 DestinationName = Annotated[str, StringConstraints(pattern=DESTINATION_NAME_RULE[0])]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+HEADER_NAME_RULE = (r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", "an HTTP header name (letters, digits and !#$%&'*+.^_`|~-)")
+HeaderName = Annotated[str, StringConstraints(pattern=HEADER_NAME_RULE[0])]
 Severity = Literal["INFO", "WARN", "ERROR"]
 assert set(Severity.__args__) == set(SEVERITIES)  # type: ignore[attr-defined]
 
 
-def _callback_url(url: str) -> str:
-    if problem := url_problem(url, ("http", "https")):
-        raise ValueError(f"{problem}, got {redact_url(url)!r}")
+def _callback_url(url: Secret) -> Secret:
+    # A customer's callback URL often carries a token in its path or query: held as a secret.
+    if problem := url_problem(url.reveal(), ("http", "https")):
+        raise ValueError(f"{problem}, got {redact_url(url.reveal())!r}")
     return url
 
 
@@ -39,8 +42,8 @@ def _slack_url(url: Secret) -> Secret:
 
 
 def _email(value: str) -> str:
-    if not is_email(value):
-        raise ValueError(f"must be an email address like ops@example.com, got {value!r}")
+    if problem := email_problem(value):
+        raise ValueError(problem)
     return value
 
 
@@ -78,9 +81,9 @@ class HttpDestination(_Strict):
     """A customer's HTTP callback URL that receives each event's original body."""
 
     type: Literal["http"]
-    url: Annotated[str, AfterValidator(_callback_url)]
+    url: Annotated[Secret, AfterValidator(_callback_url)]
     signing_secret: Secret
-    headers: dict[str, Secret] = {}  # often an API key: treated as secret
+    headers: dict[HeaderName, Secret] = {}  # values often carry an API key: held as secrets
     timeout: Duration = 10.0
 
 

@@ -4,9 +4,11 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from redis.connection import parse_url
+
 from config.errors import ConfigError
 from config.secret import Secret
-from config.values import is_email
+from config.values import email_problem, url_problem
 
 DEFAULT_CONFIG_PATH = "config/relay.yaml"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -38,7 +40,7 @@ class Settings:
         if redis_url is None:
             if require_redis:
                 problems.append("REDIS_URL: required, e.g. redis://localhost:6379/0")
-        elif not _has_target(redis_url, ("redis", "rediss", "unix")):
+        elif url_problem(redis_url, ("redis", "rediss", "unix")) or not _redis_py_accepts(redis_url):
             problems.append("REDIS_URL: must be a redis://, rediss:// or unix:// URL")
 
         port_text = get("PORT") or "8000"
@@ -56,12 +58,12 @@ class Settings:
             problems.append(f"WEB_CONCURRENCY: must be a number of processes (1-64), got {concurrency_text!r}")
 
         smtp_url = get("SMTP_URL")
-        if smtp_url is not None and not _has_target(smtp_url, ("smtp", "smtps")):
+        if smtp_url is not None and url_problem(smtp_url, ("smtp", "smtps")):
             problems.append("SMTP_URL: must be an smtp:// or smtps:// URL with a host")
 
         email_from = get("EMAIL_FROM")
-        if email_from is not None and not is_email(email_from):
-            problems.append(f"EMAIL_FROM: must be an email address like relay@example.com, got {email_from!r}")
+        if email_from is not None and (problem := email_problem(email_from)):
+            problems.append(f"EMAIL_FROM: {problem}")
 
         if problems:
             raise ConfigError(problems)
@@ -76,13 +78,11 @@ class Settings:
         )
 
 
-def _has_target(url: str, schemes: tuple[str, ...]) -> bool:
-    """True when `url` uses one of `schemes` and names a host (or, for unix://, a socket path)."""
+
+def _redis_py_accepts(url: str) -> bool:
+    """True when redis-py can build a client from `url` (its query options are checked too)."""
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
+        parse_url(url)
     except ValueError:
         return False
-    if parts.scheme not in schemes:
-        return False
-    return bool(parts.path) if parts.scheme == "unix" else bool(parts.hostname)
+    return True

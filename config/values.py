@@ -43,11 +43,14 @@ def url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
         return "has an invalid port (must be 1-65535)"
     if parts.scheme not in schemes:
         return f"must be an {allowed} URL"
-    if not parts.hostname:
+    # unix:// URLs name a socket path instead of a host.
+    if not (parts.path if parts.scheme == "unix" else parts.hostname):
         return f"must be an {allowed} URL with a host"
     return None
 
 
-def is_email(value: str) -> bool:
-    """True for a bare address like ops@example.com (no display name)."""
-    return bool(_EMAIL.fullmatch(value))
+def email_problem(value: str) -> str | None:
+    """Say what is wrong with an email address (a bare one like ops@example.com), or None."""
+    if _EMAIL.fullmatch(value):
+        return None
+    return f"must be an email address like ops@example.com, got {value!r}"

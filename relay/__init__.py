@@ -1,5 +1,5 @@
-"""The web side: receives WMS webhooks, verifies and validates them, and queues them in Redis."""
+"""The web side: receives WMS webhooks, verifies and validates them, and queues them in Redis.
 
-from relay.app import create_app
-
-__all__ = ["create_app"]
+Only relay.app and the blueprints import Flask, so the worker (which imports relay's event model
+and inbox) does not load it.
+"""

@@ -7,6 +7,12 @@
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
+-- Refuse before writing anything when a key of ours holds something else, so no orphan job is left.
+local queue_type = redis.call('TYPE', KEYS[3])['ok']
+local queues_type = redis.call('TYPE', KEYS[4])['ok']
+if (queue_type ~= 'list' and queue_type ~= 'none') or (queues_type ~= 'set' and queues_type ~= 'none') then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[3] .. ' or ' .. KEYS[4] .. ' is not an RQ queue')
+end
 redis.call('HSET', KEYS[2], unpack(ARGV, 3))
 redis.call('RPUSH', KEYS[3], ARGV[2])
 redis.call('SADD', KEYS[4], KEYS[3])

@@ -1,8 +1,11 @@
 """The Flask app factory: settings and config are loaded and checked before anything is served."""
 
+import sys
+
 from flask import Flask
 from redis import Redis
 
+from config.errors import ConfigError
 from config.loader import load
 from config.model import RelayConfig
 from config.settings import Settings
@@ -35,3 +38,16 @@ def create_app(settings: Settings | None = None, config: RelayConfig | None = No
     app.register_blueprint(hooks.bp)
     app.register_blueprint(health.bp)
     return app
+
+
+def create_app_or_exit() -> Flask:
+    """create_app() for gunicorn: a bad config prints its problems and exits 3, which stops gunicorn.
+
+    Exit code 3 is gunicorn's "worker failed to boot": the arbiter shuts down instead of restarting
+    workers, and the operator sees the problem list rather than a traceback per worker.
+    """
+    try:
+        return create_app()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        raise SystemExit(3) from None

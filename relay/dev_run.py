@@ -13,8 +13,9 @@ from config.settings import Settings
 from relay.local_redis import LocalRedis
 
 # While `relay dev` runs, this file tells `./dev relay ...` and `./dev send-sample` which Redis and
-# port to use, so they work in another terminal without exporting anything.
-STATE_FILE = Path(os.environ.get("RELAY_DEV_STATE", ".relay/dev.env"))
+# port to use, so they work in another terminal without exporting anything. RELAY_DEV_STATE moves
+# it (the tests do, so as not to disturb a developer's running `./dev up`).
+DEFAULT_STATE_FILE = ".relay/dev.env"
 
 
 def run_dev(settings: Settings, config: RelayConfig, procfile: str) -> int:
@@ -29,8 +30,8 @@ def run_dev(settings: Settings, config: RelayConfig, procfile: str) -> int:
         local = LocalRedis().start()
         env["REDIS_URL"] = local.url
         click.echo(f"REDIS_URL is unset: started a private Redis at {local.url} (its data goes when this stops)")
-    STATE_FILE.parent.mkdir(exist_ok=True)
-    STATE_FILE.write_text(f"REDIS_URL={env['REDIS_URL']}\nPORT={settings.port}\n")
+    state_file = Path(os.environ.get("RELAY_DEV_STATE", DEFAULT_STATE_FILE))
+    _write_state(state_file, {"REDIS_URL": local.url} if local else {}, settings.port)
     click.echo(
         f"\nThe relay listens on http://127.0.0.1:{settings.port}/hooks/<source> "
         f"(sources: {', '.join(config.sources)}).\n"
@@ -52,7 +53,16 @@ def run_dev(settings: Settings, config: RelayConfig, procfile: str) -> int:
         # A stop we were asked for is success; a process that died on its own is not.
         return 0 if honcho.wait() == 0 or stop_requested else 1
     finally:
-        STATE_FILE.unlink(missing_ok=True)
+        state_file.unlink(missing_ok=True)
         if local is not None:
             local.stop()
             click.echo("stopped the private Redis")
+
+
+def _write_state(path: Path, redis: dict[str, str], port: int) -> None:
+    # Only the private Redis's URL is written (a REDIS_URL of your own may hold a password), and
+    # the file is readable by its owner only.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.writelines(f"{key}={value}\n" for key, value in {**redis, "PORT": port}.items())

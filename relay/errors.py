@@ -20,6 +20,7 @@ _HTTP_ERRORS = {
     404: ("not_found", "no such endpoint; webhooks are received at POST /hooks/<source>"),
     405: ("method_not_allowed", "method not allowed"),
     413: ("payload_too_large", "request body is too large"),
+    500: ("internal_error", "internal error; retry later"),
 }
 
 

@@ -1,6 +1,7 @@
 """A WMS event: parsed from the raw body, validated field by field, never re-serialised."""
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,10 @@ MAX_EVENT_CODE_LENGTH = 100
 # Unix seconds up to the year 5138: a larger number is almost surely milliseconds.
 MAX_TIMESTAMP = 10**11
 MAX_SEQUENCE = 2**53 - 1  # what a JavaScript sender can count to exactly
+# The vendor's MAC signs only the low byte of each character, so 'A' and 'Ł' sign alike: the
+# fields that make an event's identity must be ASCII, or one captured request could be replayed
+# under new ids. ASCII without control characters also keeps them safe to log.
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
 
 
 class InvalidEvent(Exception):
@@ -69,9 +74,15 @@ def parse_event(source: str, body: bytes) -> Event:
         # The vendor's MAC maps invalid bytes to U+FFFD, so such a body is not authenticated byte for byte.
         raise InvalidEvent("invalid_body", f"body is not valid UTF-8 (invalid byte at offset {exc.start})") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise InvalidEvent("invalid_body", f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except _NotJsonNumber as exc:
+        raise InvalidEvent("invalid_body", f"body is not valid JSON: {exc} is not a JSON number") from None
+    except RecursionError:
+        raise InvalidEvent("invalid_body", "body is not valid JSON: nested too deeply") from None
+    except ValueError:  # Python refuses integers of more than 4300 digits
+        raise InvalidEvent("invalid_body", "body is not valid JSON: a number has too many digits") from None
     if not isinstance(data, dict):
         raise InvalidEvent("invalid_body", f"body must be a JSON object, got {_json_type(data)}")
 
@@ -81,6 +92,8 @@ def parse_event(source: str, body: bytes) -> Event:
     session_id = data.get("sessionId")
     if not isinstance(session_id, str) or not session_id:
         raise _field_error(data, "sessionId", "a non-empty string")
+    if not _PRINTABLE_ASCII.fullmatch(session_id):
+        raise InvalidEvent("invalid_event", f"sessionId: must be printable ASCII, got {_shown(session_id)}")
     if len(session_id) > MAX_SESSION_ID_LENGTH:
         raise InvalidEvent("invalid_event", f"sessionId: must be at most {MAX_SESSION_ID_LENGTH} characters, got {len(session_id)}")
     sequence = _integer(data, "sequence", "an integer >= 0")
@@ -92,6 +105,8 @@ def parse_event(source: str, body: bytes) -> Event:
     code = data.get("event")
     if not isinstance(code, str) or not code:
         raise _field_error(data, "event", "a non-empty string (an event code such as WMS_LOADED)")
+    if not _PRINTABLE_ASCII.fullmatch(code):
+        raise InvalidEvent("invalid_event", f"event: must be printable ASCII, got {_shown(code)}")
     if len(code) > MAX_EVENT_CODE_LENGTH:
         raise InvalidEvent("invalid_event", f"event: must be at most {MAX_EVENT_CODE_LENGTH} characters, got {len(code)}")
     payload = data.get("payload")
@@ -115,14 +130,24 @@ def _integer(data: dict, name: str, expected: str) -> int:
     return value
 
 
+class _NotJsonNumber(ValueError):
+    """Python's json accepts NaN and Infinity; JSON does not, nor do strict consumers downstream."""
+
+
+def _refuse_constant(name: str):
+    raise _NotJsonNumber(name)
+
+
 def _field_error(data: dict, name: str, expected: str) -> InvalidEvent:
     if name not in data:
         return InvalidEvent("invalid_event", f"{name}: required, must be {expected}")
-    value = data[name]
-    shown = repr(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else _json_type(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return InvalidEvent("invalid_event", f"{name}: must be {expected}, got {shown}")
+    return InvalidEvent("invalid_event", f"{name}: must be {expected}, got {_shown(data[name])}")
+
+
+def _shown(value: Any) -> str:
+    """A value as quoted in an error: short, and escaped so that it cannot forge a log line."""
+    shown = ascii(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else _json_type(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def _json_type(value: Any) -> str:

@@ -46,7 +46,8 @@ def receive(source: str):
     try:
         accepted = current_app.extensions["relay.inbox"].accept(event, body)
     except RedisError as exc:
-        log.error("redis unavailable, refused event %s: %s", event.id, exc.__class__.__name__)
+        # redis-py's messages name host and port, never the password.
+        log.error("redis unavailable, refused event %s: %s: %s", event.id, exc.__class__.__name__, exc)
         raise ApiError(
             503, "unavailable", "cannot store the event right now; retry later",
             headers={"Retry-After": RETRY_AFTER_SECONDS},

@@ -5,8 +5,9 @@ Redis layout (everything of ours starts with `relay:`; RQ keeps its own `rq:` ke
 - rq:job:<job id>          RQ's job hash; its one argument is the envelope below
 - rq:queue:events          RQ's queue, drained by `python -m workers`
 
-The envelope is a plain JSON dict {"id", "source", "received_at", "body"}: `body` is the raw
-request body (valid UTF-8, so it survives JSON unchanged) and is what later gets forwarded.
+The envelope is a plain JSON dict {"v", "id", "source", "received_at", "body"}: `body` is the raw
+request body (valid UTF-8, so it survives JSON unchanged) and is what later gets forwarded; `v`
+is the envelope's version, so that a worker can still read jobs queued by an older web process.
 """
 
 import importlib.resources
@@ -22,6 +23,7 @@ from rq.utils import now
 from relay.event import Event
 
 QUEUE_NAME = "events"
+ENVELOPE_VERSION = 1
 FANOUT_JOB = "workers.fanout.fan_out"  # named, not imported: relay never imports workers
 JOB_TIMEOUT = 300  # seconds one fan-out job may run before RQ stops it
 FAILED_JOB_TTL = 14 * 86400  # keep failed jobs for an operator to inspect
@@ -52,7 +54,10 @@ class Inbox:
 
     def accept(self, event: Event, body: bytes) -> Accepted:
         """Queue the event's fan-out job unless its id was seen within the dedup window."""
-        envelope = {"id": event.id, "source": event.source, "received_at": time.time(), "body": body.decode("utf-8")}
+        envelope = {
+            "v": ENVELOPE_VERSION, "id": event.id, "source": event.source, "received_at": time.time(),
+            "body": body.decode("utf-8"),
+        }
         # Built by RQ itself so the worker reads it like any enqueued job; RQ's own unique
         # enqueue (rq.scripts) writes the same fields from a Lua script.
         job = self.queue.create_job(

@@ -6,7 +6,7 @@ import pytest
 
 from config.loader import load_config
 from config.settings import Settings
-from relay import create_app
+from relay.app import create_app
 from relay.local_redis import LocalRedis
 from relay.redis_conn import connect
 from relay.signature import compute

@@ -13,7 +13,11 @@ import pytest
 import requests
 from redis import Redis
 from redis.exceptions import RedisError
+from rq import Queue
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
 
+from relay.inbox import QUEUE_NAME
 from relay.local_redis import free_port
 from relay.samples import sample_event, to_body
 from relay.signature import compute
@@ -145,7 +149,23 @@ def test_procfile_worker_drains_the_queue_and_stops_cleanly_on_sigterm(tmp_path,
         code = stop(process)
     log = (tmp_path / "worker.log").read_text()
     assert code == 0, log
-    assert "Warm shut down requested" in log or "warm shut down" in log.lower(), log
+    assert "warm shut down requested" in log, log
+
+
+def test_procfile_worker_finishes_the_job_in_hand_on_sigterm(tmp_path, settings, redis):
+    queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+    job = queue.enqueue("tests.jobs.slow_job", "slow", 2.0)
+    env = process_env(REDIS_URL=settings.redis_url.reveal(), RELAY_CONFIG=settings.config_path)
+    process = start(procfile_command("worker"), env, tmp_path / "worker.log")
+    try:
+        wait_for(lambda: redis.get("slow:started"), 20, "the slow job to start")
+        os.killpg(process.pid, signal.SIGTERM)  # as a platform restart does, mid-job
+        code = process.wait(timeout=20)
+    finally:
+        stop(process)
+    assert code == 0, (tmp_path / "worker.log").read_text()
+    assert redis.get("slow") == b"done"
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
 
 
 def test_procfile_release_checks_the_config(tmp_path, settings):
@@ -165,8 +185,10 @@ def test_web_refuses_to_start_on_a_bad_config(tmp_path, settings):
         code = process.wait(timeout=30)
     finally:
         stop(process)
+    log = (tmp_path / "web.log").read_text()
     assert code != 0
-    assert f"{tmp_path / 'missing.yaml'}: cannot read: No such file or directory" in (tmp_path / "web.log").read_text()
+    assert f"{tmp_path / 'missing.yaml'}: cannot read: No such file or directory" in log
+    assert "Traceback" not in log and "Worker failed to boot" in log
 
 
 def test_relay_dev_runs_everything_with_a_private_redis(tmp_path):

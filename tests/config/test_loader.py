@@ -99,6 +99,7 @@ def _write_source(tmp_path: Path, mac_secret: str) -> str:
         ("${SECRET}", {"SECRET": "abc"}, "abc"),
         ("${SECRET:-fallback}", {}, "fallback"),
         ("${SECRET:-fallback}", {"SECRET": "abc"}, "abc"),
+        ("${SECRET:-fallback}", {"SECRET": ""}, "fallback"),  # as in the shell: set but empty
         ("pre-${A}-${B:-b}", {"A": "a"}, "pre-a-b"),
         ("pa$$word", {}, "pa$word"),
         ("$${SECRET}", {"SECRET": "abc"}, "${SECRET}"),

@@ -32,7 +32,8 @@ def test_loaded_config_repr_hides_every_secret(tmp_path):
             sources: {{wms: {{mac_secrets: [mac-{TOKEN}]}}}}
             destinations:
               ops-slack: {{type: slack, webhook_url: "https://hooks.example.com/T000/{TOKEN}"}}
-              crm: {{type: http, url: "https://crm.example.com/in", signing_secret: sign-{TOKEN}}}
+              crm: {{type: http, url: "https://crm.example.com/in?token={TOKEN}", signing_secret: sign-{TOKEN},
+                    headers: {{Authorization: "Bearer {TOKEN}"}}}}
             """
         ),
         encoding="utf-8",

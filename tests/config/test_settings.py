@@ -17,6 +17,8 @@ REDIS = {"REDIS_URL": "redis://localhost:6379/0"}
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL: must be a redis://, rediss:// or unix:// URL"),
         ({"REDIS_URL": "redis://"}, "REDIS_URL: must be a redis://, rediss:// or unix:// URL"),
         ({"REDIS_URL": "unix://"}, "REDIS_URL: must be a redis://, rediss:// or unix:// URL"),
+        # redis-py would refuse it when the web process starts: refuse it here, at the release check.
+        ({"REDIS_URL": "redis://h:6379/0?socket_timeout=abc"}, "REDIS_URL: must be a redis://, rediss:// or unix:// URL"),
         ({**REDIS, "SMTP_URL": "smtp://"}, "SMTP_URL: must be an smtp:// or smtps:// URL with a host"),
         ({**REDIS, "WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY: must be a number of processes (1-64), got 'abc'"),
         ({**REDIS, "WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY: must be a number of processes (1-64), got '0'"),
@@ -28,7 +30,7 @@ REDIS = {"REDIS_URL": "redis://localhost:6379/0"}
         ({**REDIS, "SMTP_URL": "mail.example.com:587"}, "SMTP_URL: must be an smtp:// or smtps:// URL with a host"),
         (
             {**REDIS, "EMAIL_FROM": "Relay <relay@example.com>"},
-            "EMAIL_FROM: must be an email address like relay@example.com, got 'Relay <relay@example.com>'",
+            "EMAIL_FROM: must be an email address like ops@example.com, got 'Relay <relay@example.com>'",
         ),
     ],
 )
@@ -61,7 +63,7 @@ def test_every_bad_variable_is_reported_together():
         "PORT: must be a TCP port number (1-65535), got 'x'",
         "LOG_LEVEL: must be one of 'DEBUG', 'INFO', 'WARNING', 'ERROR', got 'loud'",
         "SMTP_URL: must be an smtp:// or smtps:// URL with a host",
-        "EMAIL_FROM: must be an email address like relay@example.com, got 'relay'",
+        "EMAIL_FROM: must be an email address like ops@example.com, got 'relay'",
     ]
 
 
@@ -162,4 +164,16 @@ def test_load_reports_environment_and_file_problems_together(tmp_path):
         "REDIS_URL: required, e.g. redis://localhost:6379/0",
         "PORT: must be a TCP port number (1-65535), got '0'",
         f"{path}: sources: must not be empty",
+    ]
+
+
+def test_missing_smtp_settings_are_reported_even_when_the_environment_has_problems(tmp_path):
+    path = tmp_path / "relay.yaml"
+    path.write_text(EMAIL_CONFIG, encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load({"RELAY_CONFIG": str(path), "PORT": "abc"})
+    assert exc.value.problems == [
+        "REDIS_URL: required, e.g. redis://localhost:6379/0",
+        "PORT: must be a TCP port number (1-65535), got 'abc'",
+        f"{path}: destinations.ops-email: email destinations need SMTP_URL and EMAIL_FROM set",
     ]

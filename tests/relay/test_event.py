@@ -88,6 +88,14 @@ _DROP = object()
         (_with(event="E" * 101), "invalid_event", "event: must be at most 100 characters, got 101"),
         (_with(payload="f0c8ca8d"), "invalid_event", "payload: must be an object, got 'f0c8ca8d'"),
         (_with(payload={"measurementId": 7}), "invalid_event", "payload.measurementId: must be a string, got a number"),
+        (_with(sessionId="s\u00e9"), "invalid_event", "sessionId: must be printable ASCII, got 's\\xe9'"),
+        (_with(sessionId="\u0141bc"), "invalid_event", "sessionId: must be printable ASCII, got '\\u0141bc'"),
+        (_with(sessionId="a\nFAKE LOG LINE"), "invalid_event", "sessionId: must be printable ASCII, got 'a\\nFAKE LOG LINE'"),
+        (_with(event="WMS_LOADED\r"), "invalid_event", "event: must be printable ASCII, got 'WMS_LOADED\\r'"),
+        (b"[" * 100000 + b"]" * 100000, "invalid_body", "body is not valid JSON: nested too deeply"),
+        (b'{"sequence":' + b"9" * 5000 + b"}", "invalid_body", "body is not valid JSON: a number has too many digits"),
+        (b'{"snr": NaN}', "invalid_body", "body is not valid JSON: NaN is not a JSON number"),
+        (b'{"snr": -Infinity}', "invalid_body", "body is not valid JSON: -Infinity is not a JSON number"),
     ],
 )
 def test_each_bad_input_names_its_field(body, error, detail):

@@ -11,7 +11,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from config.wms_events import CATALOGUE
-from relay import create_app
+from relay.app import create_app
 from relay.inbox import QUEUE_NAME, dedup_key
 from relay.local_redis import LocalRedis
 from relay.redis_conn import connect
@@ -42,12 +42,12 @@ def test_every_documented_code_is_accepted_and_queued(client, redis):
 
 def test_the_queued_body_is_the_raw_bytes_not_a_reserialisation(client, redis):
     # Odd spacing, key order and escapes that json.dumps would change.
-    body = '{ "event":"WMS_LOADED","severity":"INFO" , "sessionId":"s\\u00e9","sequence":0,"timestamp":%d, "note":"Łódź 😀" }' % int(time.time())
+    body = '{ "event":"WMS_LOADED","severity":"INFO" , "sessionId":"s\\u002d1","sequence":0,"timestamp":%d, "note":"Łódź 😀" }' % int(time.time())
     response = signed_post(client, body.encode("utf-8"))
     assert response.status_code == 202
     (envelope,) = queued_envelopes(redis)
     assert envelope["body"].encode("utf-8") == body.encode("utf-8")
-    assert envelope["id"] == "wms:sé:0" and envelope["source"] == "wms"
+    assert envelope["id"] == "wms:s-1:0" and envelope["source"] == "wms"
     assert envelope["received_at"] == pytest.approx(time.time(), abs=60)
 
 
@@ -232,7 +232,7 @@ def test_freshness_is_off_by_default(client):
     assert signed_post(client, to_body(sample_event("WMS_LOADED", "s", 0, timestamp=1689684577))).status_code == 202
 
 
-def test_a_failed_write_leaves_no_dedup_key_so_the_retry_is_queued(client, redis):
+def test_a_failed_write_leaves_no_dedup_key_so_the_retry_is_queued(client, redis, caplog):
     # A script that fails halfway is not rolled back by Redis: the dedup key must be its last write.
     redis.set(f"rq:queue:{QUEUE_NAME}", "not a list")
     body = event_body(sequence=7)
@@ -241,6 +241,8 @@ def test_a_failed_write_leaves_no_dedup_key_so_the_retry_is_queued(client, redis
         503, {"error": "unavailable", "detail": "cannot store the event right now; retry later"}
     )
     assert not redis.exists(dedup_key("wms:sess-1:7"))
+    assert redis.keys("rq:job:*") == []  # refused before any write: no orphan job
+    assert "redis unavailable, refused event wms:sess-1:7: ResponseError: WRONGTYPE rq:queue:events" in caplog.text
     redis.delete(f"rq:queue:{QUEUE_NAME}")
     assert signed_post(client, body).status_code == 202
     assert [e["id"] for e in queued_envelopes(redis)] == ["wms:sess-1:7"]
@@ -274,3 +276,12 @@ def test_redis_down_means_503_with_retry_after_and_ready_again_when_it_returns(s
 def test_health_endpoints(client):
     assert (client.get("/healthz").status_code, client.get("/healthz").json) == (200, {"status": "ok"})
     assert (client.get("/readyz").status_code, client.get("/readyz").json) == (200, {"status": "ready"})
+
+
+def test_an_unexpected_error_is_a_json_500(app, client, monkeypatch):
+    def broken(event, body):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(app.extensions["relay.inbox"], "accept", broken)
+    response = signed_post(client, event_body())
+    assert (response.status_code, response.json) == (500, {"error": "internal_error", "detail": "internal error; retry later"})
