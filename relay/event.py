@@ -89,26 +89,14 @@ def parse_event(source: str, body: bytes) -> Event:
     timestamp = _integer(data, "timestamp", "an integer (unix seconds)")
     if timestamp < 0 or timestamp >= MAX_TIMESTAMP:
         raise InvalidEvent("invalid_event", f"timestamp: must be unix seconds (0 to {MAX_TIMESTAMP - 1}), got {timestamp}")
-    session_id = data.get("sessionId")
-    if not isinstance(session_id, str) or not session_id:
-        raise _field_error(data, "sessionId", "a non-empty string")
-    if not _PRINTABLE_ASCII.fullmatch(session_id):
-        raise InvalidEvent("invalid_event", f"sessionId: must be printable ASCII, got {_shown(session_id)}")
-    if len(session_id) > MAX_SESSION_ID_LENGTH:
-        raise InvalidEvent("invalid_event", f"sessionId: must be at most {MAX_SESSION_ID_LENGTH} characters, got {len(session_id)}")
+    session_id = _identifier(data, "sessionId", "a non-empty string", MAX_SESSION_ID_LENGTH)
     sequence = _integer(data, "sequence", "an integer >= 0")
     if not 0 <= sequence <= MAX_SEQUENCE:
         raise InvalidEvent("invalid_event", f"sequence: must be an integer >= 0, got {sequence}")
     severity = data.get("severity")
     if severity not in SEVERITIES:
         raise _field_error(data, "severity", "one of " + ", ".join(SEVERITIES))
-    code = data.get("event")
-    if not isinstance(code, str) or not code:
-        raise _field_error(data, "event", "a non-empty string (an event code such as WMS_LOADED)")
-    if not _PRINTABLE_ASCII.fullmatch(code):
-        raise InvalidEvent("invalid_event", f"event: must be printable ASCII, got {_shown(code)}")
-    if len(code) > MAX_EVENT_CODE_LENGTH:
-        raise InvalidEvent("invalid_event", f"event: must be at most {MAX_EVENT_CODE_LENGTH} characters, got {len(code)}")
+    code = _identifier(data, "event", "a non-empty string (an event code such as WMS_LOADED)", MAX_EVENT_CODE_LENGTH)
     payload = data.get("payload")
     if payload is None:  # absent, or null: WMS sends no payload for many events
         payload = {}
@@ -132,6 +120,17 @@ def _integer(data: dict, name: str, expected: str) -> int:
 
 class _NotJsonNumber(ValueError):
     """Python's json accepts NaN and Infinity; JSON does not, nor do strict consumers downstream."""
+
+
+def _identifier(data: dict, name: str, expected: str, max_length: int) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise _field_error(data, name, expected)
+    if not _PRINTABLE_ASCII.fullmatch(value):
+        raise InvalidEvent("invalid_event", f"{name}: must be printable ASCII, got {_shown(value)}")
+    if len(value) > max_length:
+        raise InvalidEvent("invalid_event", f"{name}: must be at most {max_length} characters, got {len(value)}")
+    return value
 
 
 def _refuse_constant(name: str):
