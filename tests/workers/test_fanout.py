@@ -1,6 +1,8 @@
 """The fan-out job, run by a real RQ SimpleWorker on jobs queued through the real app."""
 
 import json
+import subprocess
+import sys
 import time
 import zlib
 
@@ -52,3 +54,9 @@ def test_the_queued_envelope_is_versioned_plain_json(client, redis):
     (envelope,) = args
     assert sorted(envelope) == ["body", "id", "received_at", "source", "v"]
     assert (envelope["v"], envelope["id"], envelope["body"]) == (1, f"wms:{event['sessionId']}:0", to_body(event).decode())
+
+
+def test_the_worker_side_does_not_load_flask():
+    # Only the web modules import Flask (STYLE: one-way imports, web-only Flask).
+    code = "import sys, workers.__main__, workers.fanout; print('flask' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
