@@ -10,7 +10,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from config.errors import ConfigError
-from config.model import DESTINATION_NAME_RULE, DESTINATION_TYPES, HEADER_NAME_RULE, SOURCE_NAME_RULE, RelayConfig
+from config.destinations import DESTINATION_TYPES
+from config.model import RelayConfig
+from config.types import DESTINATION_NAME_RULE, HEADER_NAME_RULE, SOURCE_NAME_RULE
 from config.settings import DEFAULT_CONFIG_PATH, Settings
 
 # ${VAR} or ${VAR:-default}; $$ is a literal $.
@@ -20,20 +22,24 @@ _SECRET_KEYS = {"mac_secrets", "webhook_url", "signing_secret", "headers"}
 _NAME_RULES = {"sources": SOURCE_NAME_RULE[1], "destinations": DESTINATION_NAME_RULE[1], "headers": HEADER_NAME_RULE[1]}
 
 
-def load(environ: dict[str, str] | None = None, *, require_redis: bool = True) -> tuple[Settings, RelayConfig]:
-    """Read the environment and the config file it names; raise ConfigError listing every problem of both."""
+def load(environ: dict[str, str] | None = None, *, tool: bool = False) -> tuple[Settings, RelayConfig]:
+    """Read the environment and the config file it names; raise ConfigError listing every problem of both.
+
+    tool=True is for the commands that neither queue nor deliver (send-sample, sign, dev): they
+    need neither REDIS_URL nor the settings that destinations need (SMTP_URL, EMAIL_FROM).
+    """
     env = os.environ if environ is None else environ
     problems: list[str] = []
     settings = None
     try:
-        settings = Settings.from_env(env, require_redis=require_redis)
+        settings = Settings.from_env(env, require_redis=not tool)
     except ConfigError as exc:
         problems += exc.problems
     path = settings.config_path if settings else (env.get("RELAY_CONFIG", "").strip() or DEFAULT_CONFIG_PATH)
     # Even when the environment has problems, say whether email destinations lack their settings.
     email_settings = tuple(bool(env.get(name, "").strip()) for name in ("SMTP_URL", "EMAIL_FROM"))
     try:
-        config = _load_config(path, env, email_settings)
+        config = _load_config(path, env, None if tool else email_settings)
     except ConfigError as exc:
         problems += exc.problems
     if problems:
@@ -232,7 +238,9 @@ def _allowed_keys(loc: list) -> list[str]:
         else:
             return []
     tp = _unwrap(tp)
-    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+    if not (isinstance(tp, type) and issubclass(tp, BaseModel)):
+        return []
+    return [field.alias or name for name, field in tp.model_fields.items()]
 
 
 def _unwrap(tp: Any) -> Any:

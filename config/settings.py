@@ -8,6 +8,7 @@ from redis.connection import parse_url
 
 from config.errors import ConfigError
 from config.secret import Secret
+from config.smtp import parse_smtp_url
 from config.values import email_problem, url_problem
 
 DEFAULT_CONFIG_PATH = "config/relay.yaml"
@@ -58,8 +59,11 @@ class Settings:
             problems.append(f"WEB_CONCURRENCY: must be a number of processes (1-64), got {concurrency_text!r}")
 
         smtp_url = get("SMTP_URL")
-        if smtp_url is not None and url_problem(smtp_url, ("smtp", "smtps")):
-            problems.append("SMTP_URL: must be an smtp:// or smtps:// URL with a host")
+        if smtp_url is not None:
+            try:
+                parse_smtp_url(smtp_url)
+            except ValueError as exc:
+                problems.append(f"SMTP_URL: {exc}")
 
         email_from = get("EMAIL_FROM")
         if email_from is not None and (problem := email_problem(email_from)):

@@ -1,5 +1,6 @@
 """The `relay` command: check the config, send a signed sample event, run everything locally."""
 
+import json
 import sys
 
 import click
@@ -7,9 +8,12 @@ import requests
 
 from config.errors import ConfigError
 from config.loader import load
-from config.wms_events import CATALOGUE
+from config.rules import rule_warnings
+from config.wms_events import CATALOGUE, SEVERITIES
 from relay import samples, signature
-from relay.dev_run import run_dev
+from relay.event import Event, parse_event
+from relay.dev_run import run_dev, start_sinks
+from relay.routing import describe_route
 
 
 @click.group()
@@ -17,22 +21,54 @@ def main() -> None:
     """WMS webhook relay."""
 
 
-def _load(require_redis: bool = True):
+def _load(tool: bool = False):
     try:
-        return load(require_redis=require_redis)
+        return load(tool=tool)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
 
 
 @main.command("check-config")
-def check_config() -> None:
-    """Validate the environment and the config file; print every problem and exit 1 if any."""
+@click.option("--event", "code", help="Also show where a sample event with this code would go")
+@click.option("--source", help="The sample event's source [default: the first configured]")
+@click.option("--severity", type=click.Choice(SEVERITIES), help="Override the code's documented severity")
+@click.option("--payload", "payload_items", multiple=True, metavar="FIELD=VALUE",
+              help="Set a payload field (VALUE is read as JSON when it parses, e.g. snr=2.5)")
+def check_config(code: str | None, source: str | None, severity: str | None, payload_items: tuple[str, ...]) -> None:
+    """Validate the environment and the config file; print every problem and exit 1 if any.
+
+    With --event, also print which rules fire for a realistic sample event and which destinations
+    would receive it. Nothing is sent.
+    """
     settings, config = _load()
     click.echo(
         f"{settings.config_path}: OK ({len(config.sources)} source(s), "
         f"{len(config.destinations)} destination(s), {len(config.rules)} rule(s))"
     )
+    for warning in rule_warnings(config.rules):
+        click.echo(f"warning: {settings.config_path}: {warning}", err=True)
+    if code is not None:
+        event = _sample_for_routing(config, code, source, severity, payload_items)
+        click.echo("\n".join(describe_route(config.rules, event)))
+
+
+def _sample_for_routing(config, code, source, severity, payload_items) -> Event:
+    source = source or next(iter(config.sources))
+    if source not in config.sources:
+        raise click.BadParameter(f"no source named {source!r} (defined: {', '.join(map(repr, config.sources))})")
+    fields = samples.sample_event(code, "sample-session", 0)
+    fields["severity"] = severity or fields["severity"]
+    for item in payload_items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"expected FIELD=VALUE, got {item!r}", param_hint="--payload")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        fields.setdefault("payload", {})[name] = value
+    return parse_event(source, samples.to_body(fields))
 
 
 @main.command("send-sample")
@@ -43,7 +79,7 @@ def check_config() -> None:
 @click.option("--sequence", default=0, show_default=True, type=click.IntRange(min=0))
 def send_sample(url: str | None, source: str, code: str, session_id: str | None, sequence: int) -> None:
     """POST a realistic WMS event, signed exactly as WMS signs it, and print the answer."""
-    settings, config = _load(require_redis=False)
+    settings, config = _load(tool=True)
     if source not in config.sources:
         raise click.BadParameter(f"no source named {source!r} (defined: {', '.join(map(repr, config.sources))})")
     if code not in CATALOGUE:
@@ -68,7 +104,7 @@ def send_sample(url: str | None, source: str, code: str, session_id: str | None,
 @click.argument("body_file", type=click.File("rb"), default="-")
 def sign(source: str, body_file) -> None:
     """Print the X-WMS-Content-MAC header value WMS would send for BODY_FILE (default: stdin)."""
-    _, config = _load(require_redis=False)
+    _, config = _load(tool=True)
     if source not in config.sources:
         raise click.BadParameter(f"no source named {source!r} (defined: {', '.join(map(repr, config.sources))})")
     click.echo(signature.compute(config.sources[source].mac_secrets[0].reveal(), body_file.read()))
@@ -78,5 +114,10 @@ def sign(source: str, body_file) -> None:
 @click.option("--procfile", default="Procfile", show_default=True)
 def dev(procfile: str) -> None:
     """Run the Procfile's web and worker locally; start a private Redis when REDIS_URL is unset."""
-    settings, config = _load(require_redis=False)
-    sys.exit(run_dev(settings, config, procfile))
+    sinks = start_sinks()
+    try:
+        settings, config = _load(tool=True)
+        code = run_dev(settings, config, procfile)
+    finally:
+        sinks.stop()
+    sys.exit(code)

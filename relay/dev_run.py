@@ -10,12 +10,27 @@ import click
 
 from config.model import RelayConfig
 from config.settings import Settings
-from relay.local_redis import LocalRedis
+from relay.dev_sink import DevSinks
+from relay.local_redis import LocalRedis, free_port
 
 # While `relay dev` runs, this file tells `./dev relay ...` and `./dev send-sample` which Redis and
 # port to use, so they work in another terminal without exporting anything. RELAY_DEV_STATE moves
 # it (the tests do, so as not to disturb a developer's running `./dev up`).
 DEFAULT_STATE_FILE = ".relay/dev.env"
+
+
+def start_sinks() -> DevSinks:
+    """Start the local Slack/callback and SMTP sinks and point the environment at them.
+
+    Done before the config is loaded, since config/relay.dev.yaml names them through
+    DEV_SINK_URL and SMTP_URL. A SMTP_URL or EMAIL_FROM of your own is kept.
+    """
+    sinks = DevSinks(free_port(), free_port()).start()
+    os.environ["DEV_SINK_URL"] = sinks.http_url
+    os.environ.setdefault("SMTP_URL", sinks.smtp_url)
+    os.environ.setdefault("EMAIL_FROM", "relay@example.com")
+    click.echo(f"local sinks: Slack and callbacks at {sinks.http_url}, mail at {sinks.smtp_url}")
+    return sinks
 
 
 def run_dev(settings: Settings, config: RelayConfig, procfile: str) -> int:
@@ -31,7 +46,8 @@ def run_dev(settings: Settings, config: RelayConfig, procfile: str) -> int:
         env["REDIS_URL"] = local.url
         click.echo(f"REDIS_URL is unset: started a private Redis at {local.url} (its data goes when this stops)")
     state_file = Path(os.environ.get("RELAY_DEV_STATE", DEFAULT_STATE_FILE))
-    _write_state(state_file, {"REDIS_URL": local.url} if local else {}, settings.port)
+    shared = {name: os.environ[name] for name in ("DEV_SINK_URL", "SMTP_URL", "EMAIL_FROM") if name in os.environ}
+    _write_state(state_file, {**({"REDIS_URL": local.url} if local else {}), **shared}, settings.port)
     click.echo(
         f"\nThe relay listens on http://127.0.0.1:{settings.port}/hooks/<source> "
         f"(sources: {', '.join(config.sources)}).\n"
@@ -59,10 +75,10 @@ def run_dev(settings: Settings, config: RelayConfig, procfile: str) -> int:
             click.echo("stopped the private Redis")
 
 
-def _write_state(path: Path, redis: dict[str, str], port: int) -> None:
+def _write_state(path: Path, values: dict[str, str], port: int) -> None:
     # Only the private Redis's URL is written (a REDIS_URL of your own may hold a password), and
     # the file is readable by its owner only.
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.writelines(f"{key}={value}\n" for key, value in {**redis, "PORT": port}.items())
+        f.writelines(f"{key}={value}\n" for key, value in {**values, "PORT": port}.items())

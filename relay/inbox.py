@@ -1,13 +1,10 @@
 """Where accepted events go: the dedup key and the event's RQ job, written in one Redis round trip.
 
-Redis layout (everything of ours starts with `relay:`; RQ keeps its own `rq:` keys):
-- relay:dedup:<event id>   string, the job id; expires after the dedup window
-- rq:job:<job id>          RQ's job hash; its one argument is the envelope below
-- rq:queue:events          RQ's queue, drained by `python -m workers`
-
-The envelope is a plain JSON dict {"v", "id", "source", "received_at", "body"}: `body` is the raw
-request body (valid UTF-8, so it survives JSON unchanged) and is what later gets forwarded; `v`
-is the envelope's version, so that a worker can still read jobs queued by an older web process.
+The job lands in RQ's queue `rq:queue:events`, drained by `python -m workers`; its one argument is
+a plain JSON envelope {"v", "id", "source", "received_at", "body"}: `body` is the raw request body
+(valid UTF-8, so it survives JSON unchanged) and is what later gets forwarded; `v` is the
+envelope's version, so that a worker can still read jobs queued by an older web process.
+The rest of the Redis layout is in relay/keys.py.
 """
 
 import importlib.resources
@@ -21,6 +18,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 
 from relay.event import Event
+from relay.keys import dedup_key
 
 QUEUE_NAME = "events"
 ENVELOPE_VERSION = 1
@@ -28,11 +26,6 @@ FANOUT_JOB = "workers.fanout.fan_out"  # named, not imported: relay never import
 JOB_TIMEOUT = 300  # seconds one fan-out job may run before RQ stops it
 FAILED_JOB_TTL = 14 * 86400  # keep failed jobs for an operator to inspect
 _ACCEPT_LUA = importlib.resources.files("relay").joinpath("accept.lua").read_text()
-
-
-def dedup_key(event_id: str) -> str:
-    """The Redis key that marks an event id as seen."""
-    return f"relay:dedup:{event_id}"
 
 
 @dataclass(frozen=True)

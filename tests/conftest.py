@@ -10,6 +10,7 @@ from relay.app import create_app
 from relay.local_redis import LocalRedis
 from relay.redis_conn import connect
 from relay.signature import compute
+from tests.peers import HttpPeer, SmtpPeer
 
 SECRET = "test-mac-secret"
 PREVIOUS_SECRET = "test-previous-secret"
@@ -75,3 +76,19 @@ def signed_post(client, body: bytes, secret: str = SECRET, source: str = "wms", 
     all_headers = {"Content-Type": "application/json", "X-WMS-Content-MAC": compute(secret, body)}
     all_headers.update(headers or {})
     return client.post(f"/hooks/{source}", data=body, headers=all_headers)
+
+
+@pytest.fixture
+def http_peer():
+    """A recording HTTP server on 127.0.0.1 standing in for Slack and for callbacks."""
+    peer = HttpPeer().start()
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture
+def smtp_peer():
+    """A real SMTP server (aiosmtpd) on 127.0.0.1."""
+    peer = SmtpPeer().start()
+    yield peer
+    peer.stop()

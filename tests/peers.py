@@ -1,0 +1,119 @@
+"""Real peers on 127.0.0.1 for the destinations to talk to: an HTTP recorder and an SMTP server."""
+
+import threading
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from aiosmtpd.controller import Controller
+
+from relay.local_redis import free_port
+
+
+@dataclass
+class Request:
+    """One request the HTTP peer received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float  # time.monotonic() when it arrived
+
+
+@dataclass
+class Reply:
+    """What the HTTP peer answers: status, body, headers, and an optional delay before answering."""
+
+    status: int = 200
+    body: bytes = b"ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class HttpPeer:
+    """Records every request; answers each path from its script of replies, then 200 'ok'."""
+
+    def __init__(self):
+        self.requests: list[Request] = []
+        self._scripts: dict[str, list[Reply]] = {}
+        self._lock = threading.Lock()
+        peer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with peer._lock:
+                    peer.requests.append(Request("POST", self.path, dict(self.headers.items()), body, time.monotonic()))
+                    script = peer._scripts.get(self.path)
+                    reply = script.pop(0) if script else Reply()
+                time.sleep(reply.delay)
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                self.wfile.write(reply.body)
+
+            def log_message(self, *args):
+                pass
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def script(self, path: str, *replies: Reply) -> None:
+        """Answer the next requests to `path` with `replies`, in order."""
+        self._scripts[path] = list(replies)
+
+    def to(self, path: str) -> list[Request]:
+        """The requests received on `path`."""
+        return [r for r in self.requests if r.path == path]
+
+    def start(self) -> "HttpPeer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _Recorder:
+    def __init__(self, peer: "SmtpPeer"):
+        self._peer = peer
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's API
+        if self._peer.rcpt_reply:
+            return self._peer.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's API
+        if self._peer.data_reply:
+            return self._peer.data_reply
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        self._peer.messages.append((envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+
+class SmtpPeer:
+    """aiosmtpd on a free port; records every mail, or refuses with a scripted reply."""
+
+    def __init__(self):
+        self.messages: list[tuple[str, list[str], EmailMessage]] = []
+        self.rcpt_reply: str | None = None  # e.g. "550 5.1.1 no such user"
+        self.data_reply: str | None = None  # e.g. "451 4.3.0 try again later"
+        self.port = free_port()
+        self.url = f"smtp://127.0.0.1:{self.port}"
+        self._controller = Controller(_Recorder(self), hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> "SmtpPeer":
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()

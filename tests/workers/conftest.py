@@ -1,0 +1,85 @@
+"""A whole relay on real parts: the app, a worker run in-process, Slack/callback and SMTP peers."""
+
+import textwrap
+from dataclasses import dataclass
+
+import pytest
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.registry import ScheduledJobRegistry
+from rq.serializers import JSONSerializer
+
+from config.loader import load_config
+from config.settings import Settings
+from relay.app import create_app
+from relay.inbox import QUEUE_NAME
+from tests.conftest import SECRET
+from tests.peers import HttpPeer, SmtpPeer
+from workers import runtime
+
+CRM_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+FANOUT_YAML = """
+sources:
+  wms: {mac_secrets: ["%(secret)s"]}
+destinations:
+  ops-slack: {type: slack, webhook_url: "%(http)s/slack/T000/B000/XXXX"}
+  ops-email: {type: email, to: [ops@example.com], cc: [qa@example.com]}
+  crm:
+    type: http
+    url: "%(http)s/crm?token=crm-token"
+    signing_secret: "%(crm_secret)s"
+    headers: {X-Tenant: acme, Authorization: "Bearer crm-api-key"}
+    timeout: 2s
+rules:
+  - name: failed-measurements
+    match: {severity: ">=WARN"}
+    to: [ops-slack, ops-email]
+  - name: everything-downstream
+    match: {}
+    to: [crm]
+"""
+
+
+@dataclass
+class Relay:
+    """The pieces a fan-out test drives and inspects."""
+
+    client: object
+    redis: Redis
+    http: HttpPeer
+    smtp: SmtpPeer
+    queue: Queue
+
+    def drain(self) -> None:
+        """Run every queued job in this process, as the Procfile's worker would."""
+        SimpleWorker([self.queue], connection=self.redis, serializer=JSONSerializer).work(burst=True)
+
+    def run_due_retries(self) -> int:
+        """Queue every scheduled retry now, as if its delay had passed; return how many."""
+        registry = ScheduledJobRegistry(queue=self.queue)
+        job_ids = registry.get_job_ids()
+        for job_id in job_ids:
+            registry.remove(job_id)
+            self.queue.enqueue_job(self.queue.fetch_job(job_id))
+        return len(job_ids)
+
+    def scheduled(self) -> list:
+        """The retry jobs waiting for their time, with the time each is due."""
+        registry = ScheduledJobRegistry(queue=self.queue)
+        return [(self.queue.fetch_job(i), registry.get_scheduled_time(i)) for i in registry.get_job_ids()]
+
+
+@pytest.fixture
+def relay(tmp_path, redis_server, redis, http_peer, smtp_peer):
+    """The relay with all three destination types pointed at local peers, and its worker runtime."""
+    path = tmp_path / "relay.yaml"
+    path.write_text(textwrap.dedent(FANOUT_YAML % {"secret": SECRET, "http": http_peer.url, "crm_secret": CRM_SECRET}))
+    settings = Settings.from_env({
+        "REDIS_URL": redis_server.url, "RELAY_CONFIG": str(path),
+        "SMTP_URL": smtp_peer.url, "EMAIL_FROM": "relay@wms.example.com",
+    })
+    config = load_config(str(path), {}, settings)
+    runtime.install(runtime.Runtime.build(settings, config))
+    yield Relay(create_app(settings, config, redis).test_client(), redis, http_peer, smtp_peer,
+                Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer))
+    runtime.install(None)

@@ -1,0 +1,47 @@
+"""Records of delivery attempts and final failures: what the event log and dead-letter tools read."""
+
+import json
+import time
+
+from redis.client import Pipeline
+
+from relay import keys
+from workers.destinations.base import Outcome
+
+ATTEMPTS_TTL = 14 * 86400  # per-event attempt lists outlive the retry schedule by far
+ATTEMPT_LOG_MAXLEN = 100_000  # the global log keeps roughly this many of the newest attempts
+
+
+def record_attempt(
+    pipe: Pipeline, event_id: str, destination: str, number: int, outcome: Outcome, duration: float,
+    next_retry_in: float | None,
+) -> dict:
+    """Queue on `pipe` the record of one attempt (per event and in the global log); return it."""
+    record = {
+        "event": event_id, "destination": destination, "attempt": number, "at": round(time.time(), 3),
+        "outcome": outcome.kind, "status": outcome.status, "detail": outcome.detail,
+        "duration_ms": round(duration * 1000, 1),
+        "next_retry_in": None if next_retry_in is None else round(next_retry_in, 1),
+    }
+    text = json.dumps(record, separators=(",", ":"))
+    pipe.rpush(keys.attempts_key(event_id), text)
+    pipe.expire(keys.attempts_key(event_id), ATTEMPTS_TTL)
+    pipe.xadd(keys.ATTEMPT_LOG, {"record": text}, maxlen=ATTEMPT_LOG_MAXLEN, approximate=True)
+    return record
+
+
+def record_dead_letter(pipe: Pipeline, envelope: dict, destination: str, outcome: Outcome, attempts: int) -> None:
+    """Keep a delivery that will not be retried, with its event, until an operator deals with it."""
+    now = time.time()
+    letter = {
+        "envelope": envelope, "destination": destination, "attempts": attempts, "at": round(now, 3),
+        "outcome": outcome.kind, "status": outcome.status, "detail": outcome.detail,
+    }
+    # No expiry: a dead letter must never disappear silently.
+    pipe.set(keys.dead_letter_key(destination, envelope["id"]), json.dumps(letter, separators=(",", ":")))
+    pipe.zadd(keys.DEAD_LETTERS, {f"{destination}:{envelope['id']}": now})
+
+
+def attempts_of(redis, event_id: str) -> list[dict]:
+    """Every recorded attempt of one event, oldest first."""
+    return [json.loads(r) for r in redis.lrange(keys.attempts_key(event_id), 0, -1)]

@@ -1,0 +1,84 @@
+"""What every destination adapter returns, and the shared rules for classifying failures."""
+
+import email.utils
+import time
+from dataclasses import dataclass
+from typing import Literal, Protocol
+from urllib.parse import urlsplit
+
+from config.secret import REDACTED
+from relay.event import Event
+
+# ok: delivered. transient: worth retrying. permanent: retrying cannot help. gone: the receiver
+# says it no longer exists (HTTP 410): permanent for this event, and a reason to stop sending.
+Kind = Literal["ok", "transient", "permanent", "gone"]
+MAX_RETRY_AFTER = 3600.0  # a Retry-After longer than this is capped: we will ask again by then
+MAX_DETAIL = 500
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one delivery attempt."""
+
+    kind: Kind
+    status: str  # "HTTP 503", "SMTP 550", "timeout", ...
+    detail: str = ""  # a short, secret-free explanation
+    retry_after: float | None = None  # seconds the receiver asked us to wait
+
+    @property
+    def ok(self) -> bool:
+        """Whether the attempt delivered."""
+        return self.kind == "ok"
+
+
+class Adapter(Protocol):
+    """One configured destination: delivers one event, says how it went, never raises for its peer."""
+
+    def deliver(self, event: Event, body: bytes) -> Outcome:
+        """Send `event` (whose raw body is `body`) once."""
+
+
+def classify_http(status: int, retry_after_header: str | None, detail: str) -> Outcome:
+    """Status classes as Standard Webhooks and Alertmanager use them."""
+    label = f"HTTP {status}"
+    if 200 <= status < 300:
+        return Outcome("ok", label, detail)
+    if status == 410:
+        return Outcome("gone", label, detail)
+    if status in (408, 429) or status >= 500:
+        # 5xx is assumed recoverable; 408 and 429 say so explicitly.
+        return Outcome("transient", label, detail, retry_after_seconds(retry_after_header))
+    return Outcome("permanent", label, detail or ("redirects are not followed" if 300 <= status < 400 else ""))
+
+
+def retry_after_seconds(header: str | None, now: float | None = None) -> float | None:
+    """Parse Retry-After (delay-seconds or an HTTP date), capped at MAX_RETRY_AFTER; None if absent or bad."""
+    if not header:
+        return None
+    value = header.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when is None or when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def scrub(text: str, *secrets: str) -> str:
+    """Remove secrets from an error text; for a URL, its path and query too (libraries quote them)."""
+    parts: list[str] = []
+    for secret in secrets:
+        if not secret:
+            continue
+        parts.append(secret)
+        split = urlsplit(secret)
+        if split.scheme and split.netloc:
+            parts += [p for p in (split.path, split.query) if len(p) > 1]
+    for part in sorted(parts, key=len, reverse=True):
+        text = text.replace(part, REDACTED)
+    return text[:MAX_DETAIL]

@@ -1,0 +1,98 @@
+"""Email through SMTP: one mail per event, text and HTML, threaded by session in mail clients."""
+
+import hashlib
+import html
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate
+
+from config.destinations import EmailDestination
+from config.smtp import SmtpServer
+from relay.event import Event
+from workers.destinations.base import Outcome, scrub
+from workers.summary import summarize
+
+
+def _message_id(token: str, domain: str) -> str:
+    return f"<{hashlib.sha256(token.encode()).hexdigest()[:32]}@{domain}>"
+
+
+def email_message(event: Event, sender: str, to: list[str], cc: list[str]) -> EmailMessage:
+    """The mail for `event`; every mail of one session refers to the same thread root."""
+    s = summarize(event)
+    domain = sender.rsplit("@", 1)[1]
+    message = EmailMessage()
+    message["Subject"] = f"[WMS {s.severity}] {s.title} - session {event.session_id}"
+    message["From"] = sender
+    message["To"] = ", ".join(to)
+    if cc:
+        message["Cc"] = ", ".join(cc)
+    message["Date"] = formatdate(event.timestamp, usegmt=True)
+    message["Message-ID"] = _message_id(f"event:{event.id}", domain)
+    # A root that is never sent: clients that thread by References group the session's mails under it.
+    root = _message_id(f"session:{event.source}:{event.session_id}", domain)
+    message["In-Reply-To"] = root
+    message["References"] = root
+    rows = s.facts + s.payload
+    width = max(len(label) for label, _ in rows)
+    text = [f"{s.title}: {s.description}", ""] + [f"{label.ljust(width)}  {value}" for label, value in rows]
+    message.set_content("\n".join(text + ["", f"event id: {event.id}"]) + "\n")
+    cells = "".join(
+        f"<tr><th align=left>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>" for label, value in rows
+    )
+    message.add_alternative(
+        f"<html><body><h2>{html.escape(s.title)}</h2><p>{html.escape(s.description)}</p>"
+        f"<table cellpadding=4>{cells}</table><p><small>event id: {html.escape(event.id)}</small></p></body></html>",
+        subtype="html",
+    )
+    return message
+
+
+class EmailAdapter:
+    """Sends each event as one mail to the destination's recipients."""
+
+    def __init__(self, config: EmailDestination, server: SmtpServer, sender: str):
+        self._config = config
+        self._server = server
+        self._sender = sender
+
+    def deliver(self, event: Event, body: bytes) -> Outcome:
+        """Send the mail; SMTP 5xx is permanent, 4xx and connection trouble are transient."""
+        message = email_message(event, self._sender, self._config.to, self._config.cc)
+        password = self._server.password.reveal() if self._server.password else ""
+        try:
+            with self._connect() as smtp:
+                refused = smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            kind = "transient" if any(400 <= c < 500 for c in codes) else "permanent"
+            return Outcome(kind, f"SMTP {codes[0]}", scrub(f"all recipients refused: {exc.recipients}", password))
+        except smtplib.SMTPResponseException as exc:
+            kind = "permanent" if exc.smtp_code >= 500 else "transient"
+            reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            return Outcome(kind, f"SMTP {exc.smtp_code}", scrub(reply, password))
+        except smtplib.SMTPNotSupportedError as exc:
+            return Outcome("permanent", "SMTP not supported", scrub(str(exc), password))
+        except (smtplib.SMTPException, OSError) as exc:
+            # Connection refused or dropped, timeouts, TLS failures: worth another try.
+            return Outcome("transient", "connection error", scrub(f"{exc.__class__.__name__}: {exc}", password))
+        if refused:
+            return Outcome("ok", "SMTP 250", scrub(f"some recipients refused: {refused}", password))
+        return Outcome("ok", "SMTP 250")
+
+    def _connect(self) -> smtplib.SMTP:
+        server, timeout = self._server, self._config.timeout
+        if server.implicit_tls:
+            smtp = smtplib.SMTP_SSL(server.host, server.port, timeout=timeout, context=ssl.create_default_context())
+        else:
+            smtp = smtplib.SMTP(server.host, server.port, timeout=timeout)
+        try:
+            if server.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if server.username:
+                smtp.login(server.username, server.password.reveal() if server.password else "")
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp

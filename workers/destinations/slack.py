@@ -1,0 +1,92 @@
+"""Slack incoming webhooks: a Block Kit message readable at a glance, with a plain-text fallback."""
+
+from typing import Any
+
+import requests
+from jinja2.sandbox import SandboxedEnvironment
+
+from config.destinations import SlackDestination
+from relay.event import Event
+from workers.destinations.base import Outcome, classify_http, scrub
+from workers.summary import SEVERITY_COLOUR, SEVERITY_EMOJI, summarize
+
+# Block Kit limits (api.slack.com/reference/block-kit): longer values are cut, not rejected.
+HEADER_MAX = 150
+SECTION_TEXT_MAX = 3000
+FIELD_TEXT_MAX = 2000
+FIELDS_PER_SECTION = 10
+MAX_PAYLOAD_SECTIONS = 2
+
+_templates = SandboxedEnvironment(autoescape=False)
+
+
+def slack_message(event: Event, template: str | None = None) -> dict[str, Any]:
+    """The webhook payload for `event`: fallback `text` plus blocks in an attachment coloured by severity."""
+    s = summarize(event)
+    emoji = SEVERITY_EMOJI[s.severity]
+    measurement = f" (measurement {event.measurement_id})" if event.measurement_id else ""
+    fallback = f"{emoji} [{s.severity}] {s.title} - session {event.session_id}{measurement}"
+    headline = f"{emoji} *{s.severity}* {_escape(s.description)}"
+    if template is not None:
+        headline = fallback = _render(template, event)
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(s.title, HEADER_MAX), "emoji": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(headline, SECTION_TEXT_MAX)}},
+        {"type": "section", "fields": [_field(label, value) for label, value in s.facts]},
+    ]
+    chunks = [s.payload[i : i + FIELDS_PER_SECTION] for i in range(0, len(s.payload), FIELDS_PER_SECTION)]
+    for chunk in chunks[:MAX_PAYLOAD_SECTIONS]:
+        blocks.append({"type": "section", "fields": [_field(label, value) for label, value in chunk]})
+    hidden = len(s.payload) - FIELDS_PER_SECTION * MAX_PAYLOAD_SECTIONS
+    context = f"event `{_escape(event.id)}`" + (f" - {hidden} more payload field(s) not shown" if hidden > 0 else "")
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(context, FIELD_TEXT_MAX)}]})
+    return {"text": _cut(fallback, SECTION_TEXT_MAX), "attachments": [{"color": SEVERITY_COLOUR[s.severity], "blocks": blocks}]}
+
+
+def _render(template: str, event: Event) -> str:
+    s = summarize(event)
+    return _templates.from_string(template).render(
+        event=event, code=event.code, severity=event.severity, session_id=event.session_id,
+        measurement_id=event.measurement_id, sequence=event.sequence, payload=event.payload,
+        source=event.source, time_utc=dict(s.facts)["Time (UTC)"], emoji=SEVERITY_EMOJI[event.severity],
+        description=s.description,
+    )
+
+
+def _field(label: str, value: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": _cut(f"*{label}*\n{_escape(value)}", FIELD_TEXT_MAX)}
+
+
+def _escape(text: str) -> str:
+    # Slack's mrkdwn needs exactly these three escaped (api.slack.com/reference/surfaces/formatting).
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class SlackAdapter:
+    """Posts to one Slack incoming webhook; success is HTTP 200 with the body 'ok'."""
+
+    def __init__(self, config: SlackDestination, session: requests.Session):
+        self._config = config
+        self._session = session
+
+    def deliver(self, event: Event, body: bytes) -> Outcome:
+        """Post the Block Kit message for `event`."""
+        url = self._config.webhook_url.reveal()
+        try:
+            message = slack_message(event, self._config.template)
+        except Exception as exc:  # noqa: BLE001 - a template error is the config's, not the event's
+            return Outcome("permanent", "template error", scrub(f"{exc.__class__.__name__}: {exc}", url))
+        try:
+            response = self._session.post(url, json=message, timeout=self._config.timeout, allow_redirects=False)
+        except requests.Timeout as exc:
+            return Outcome("transient", "timeout", scrub(f"{exc.__class__.__name__}: {exc}", url))
+        except requests.RequestException as exc:
+            return Outcome("transient", "connection error", scrub(f"{exc.__class__.__name__}: {exc}", url))
+        answer = scrub(response.text.strip(), url)
+        if response.status_code == 200 and answer != "ok":
+            return Outcome("permanent", "HTTP 200", f"Slack did not answer 'ok': {answer[:200]!r}")
+        return classify_http(response.status_code, response.headers.get("Retry-After"), answer[:200])
