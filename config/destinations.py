@@ -35,7 +35,7 @@ def _slack_url(url: Secret) -> Secret:
 
 def _template(source: str) -> str:
     try:
-        SandboxedEnvironment().parse(source)
+        SandboxedEnvironment().from_string(source)  # compiles too: unknown filters are caught here
     except jinja2.TemplateSyntaxError as exc:
         raise ValueError(f"invalid template: {exc.message} (line {exc.lineno})") from None
     return source

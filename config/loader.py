@@ -192,6 +192,7 @@ _MESSAGES = {
     "int_parsing": "must be an integer",
     "int_from_float": "must be an integer",
     "float_type": "must be a number",
+    "float_parsing": "must be a number",
     "bool_type": "must be true or false",
     "bool_parsing": "must be true or false",
     "string_type": "must be a string",

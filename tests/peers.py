@@ -8,6 +8,7 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 from relay.local_redis import free_port
 
@@ -101,19 +102,32 @@ class _Recorder:
 
 
 class SmtpPeer:
-    """aiosmtpd on a free port; records every mail, or refuses with a scripted reply."""
+    """aiosmtpd on a free port; records every mail, or refuses with a scripted reply.
 
-    def __init__(self):
+    With `credentials`, it requires AUTH (over plain text: loopback only) with that user and password.
+    """
+
+    def __init__(self, credentials: tuple[str, str] | None = None):
         self.messages: list[tuple[str, list[str], EmailMessage]] = []
         self.rcpt_reply: str | None = None  # e.g. "550 5.1.1 no such user"
         self.data_reply: str | None = None  # e.g. "451 4.3.0 try again later"
         self.port = free_port()
         self.url = f"smtp://127.0.0.1:{self.port}"
-        self._controller = Controller(_Recorder(self), hostname="127.0.0.1", port=self.port)
+        auth = {}
+        if credentials:
+            def check(server, session, envelope, mechanism, auth_data):
+                ok = (auth_data.login.decode(), auth_data.password.decode()) == credentials
+                return AuthResult(success=ok, handled=False)
+
+            auth = {"authenticator": check, "auth_required": True, "auth_require_tls": False}
+        self._controller = Controller(_Recorder(self), hostname="127.0.0.1", port=self.port, **auth)
 
     def start(self) -> "SmtpPeer":
         self._controller.start()
+        self._running = True
         return self
 
     def stop(self) -> None:
-        self._controller.stop()
+        if getattr(self, "_running", False):
+            self._controller.stop()
+            self._running = False

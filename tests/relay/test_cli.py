@@ -91,3 +91,57 @@ def test_sign_prints_the_header_value_wms_would_send(env, tmp_path):
     result = run(["sign", str(path)], env)
     assert (result.exit_code, result.output) == (0, compute(SECRET, body) + "\n")
     assert CliRunner().invoke(main, ["sign"], env=env, input=body).output == compute(SECRET, body) + "\n"
+
+
+ROUTED_CONFIG = """\
+sources: {wms: {mac_secrets: ["${WMS_MAC_SECRET}"]}}
+destinations:
+  ops-slack: {type: slack, webhook_url: "https://hooks.slack.com/services/T0/B0/X"}
+  pager: {type: http, url: "https://pager.example.com/in", signing_secret: s}
+  crm: {type: http, url: "https://crm.example.com/in", signing_secret: s}
+rules:
+  - {name: failed, match: {severity: ">=WARN"}, to: [ops-slack]}
+  - {name: low-snr, match: {event: [INTERMEDIATE_RESULTS], payload: {snr: {lt: 3}}}, to: [pager], stop: true}
+  - {name: everything, match: {event: ["*", CONSTRAINT_VIOLATON]}, to: [crm, ops-slack]}
+"""
+
+
+def test_check_config_shows_where_a_sample_event_goes(env, config_path):
+    config_path.write_text(ROUTED_CONFIG)
+    result = CliRunner().invoke(main, ["check-config", "--event", "CONSTRAINT_VIOLATION"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1:] == [
+        "sample event CONSTRAINT_VIOLATION (ERROR) from 'wms', payload {\"constraint\": \"FACE_NOT_CENTERED\", "
+        '"measurementId": "f0c8ca8d-111d-4dcf-a69d-46ed39a2db06"}:',
+        "  rule 'failed': fires -> ops-slack",
+        "  rule 'low-snr': does not match",
+        "  rule 'everything': fires -> crm, ops-slack",
+        "delivered to: ops-slack, crm",
+    ]
+    assert result.stderr == (
+        f"warning: {config_path}: rules[2].match.event[1]: 'CONSTRAINT_VIOLATON' matches no documented WMS event "
+        "code (did you mean 'CONSTRAINT_VIOLATION'?); it matches only if WMS sends such a code\n"
+    )
+
+
+def test_check_config_sample_payload_and_stop(env, config_path):
+    config_path.write_text(ROUTED_CONFIG)
+    args = ["check-config", "--event", "INTERMEDIATE_RESULTS", "--payload", "snr=2.5", "--payload", "note=hi"]
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert '"snr": 2.5' in lines[1] and '"note": "hi"' in lines[1]
+    assert lines[2:] == [
+        "  rule 'failed': does not match",
+        "  rule 'low-snr': fires -> pager",
+        "  rule 'everything': not evaluated (rule 'low-snr' has stop: true)",
+        "delivered to: pager",
+    ]
+
+
+def test_check_config_severity_override_and_no_route(env, config_path):
+    config_path.write_text(ROUTED_CONFIG.replace('"*", ', ""))
+    result = CliRunner().invoke(main, ["check-config", "--event", "WMS_LOADED", "--severity", "INFO"], env=env)
+    assert result.stdout.splitlines()[-1] == "delivered to: nothing (no rule fires)"
+    result = CliRunner().invoke(main, ["check-config", "--event", "WMS_LOADED", "--payload", "oops"], env=env)
+    assert result.exit_code == 2 and "expected FIELD=VALUE, got 'oops'" in result.output

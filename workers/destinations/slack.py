@@ -16,6 +16,7 @@ SECTION_TEXT_MAX = 3000
 FIELD_TEXT_MAX = 2000
 FIELDS_PER_SECTION = 10
 MAX_PAYLOAD_SECTIONS = 2
+PAYLOAD_VALUE_MAX = 300  # a chat alert is for reading at a glance; the callback carries everything
 
 _templates = SandboxedEnvironment(autoescape=False)
 
@@ -36,7 +37,8 @@ def slack_message(event: Event, template: str | None = None) -> dict[str, Any]:
     ]
     chunks = [s.payload[i : i + FIELDS_PER_SECTION] for i in range(0, len(s.payload), FIELDS_PER_SECTION)]
     for chunk in chunks[:MAX_PAYLOAD_SECTIONS]:
-        blocks.append({"type": "section", "fields": [_field(label, value) for label, value in chunk]})
+        fields = [_field(label, _cut(value, PAYLOAD_VALUE_MAX)) for label, value in chunk]
+        blocks.append({"type": "section", "fields": fields})
     hidden = len(s.payload) - FIELDS_PER_SECTION * MAX_PAYLOAD_SECTIONS
     context = f"event `{_escape(event.id)}`" + (f" - {hidden} more payload field(s) not shown" if hidden > 0 else "")
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(context, FIELD_TEXT_MAX)}]})
