@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
+import requests
+
 from config.secret import REDACTED
 from relay.event import Event
 
@@ -82,3 +84,13 @@ def scrub(text: str, *secrets: str) -> str:
     for part in sorted(parts, key=len, reverse=True):
         text = text.replace(part, REDACTED)
     return text[:MAX_DETAIL]
+
+
+def post(session: requests.Session, url: str, secrets: list[str], timeout: float, **kwargs) -> requests.Response | Outcome:
+    """POST without following redirects; a timeout or connection failure becomes a transient Outcome."""
+    try:
+        return session.post(url, timeout=timeout, allow_redirects=False, **kwargs)
+    except requests.Timeout as exc:
+        return Outcome("transient", "timeout", scrub(f"{exc.__class__.__name__}: {exc}", *secrets))
+    except requests.RequestException as exc:
+        return Outcome("transient", "connection error", scrub(f"{exc.__class__.__name__}: {exc}", *secrets))

@@ -15,7 +15,7 @@ import requests
 from config.destinations import HttpDestination, signing_key
 from relay import signature
 from relay.event import Event
-from workers.destinations.base import Outcome, classify_http, scrub
+from workers.destinations.base import Outcome, classify_http, post, scrub
 
 USER_AGENT = "wms-webhook-relay/0.1"
 
@@ -55,12 +55,8 @@ class HttpAdapter:
         url = self._config.url.reveal()
         secrets = [url, self._config.signing_secret.reveal(), *(v.reveal() for v in self._config.headers.values())]
         headers = callback_headers(self._config, event, body, int(time.time()))
-        try:
-            response = self._session.post(url, data=body, headers=headers, timeout=self._config.timeout,
-                                          allow_redirects=False)
-        except requests.Timeout as exc:
-            return Outcome("transient", "timeout", scrub(f"{exc.__class__.__name__}: {exc}", *secrets))
-        except requests.RequestException as exc:
-            return Outcome("transient", "connection error", scrub(f"{exc.__class__.__name__}: {exc}", *secrets))
+        response = post(self._session, url, secrets, self._config.timeout, data=body, headers=headers)
+        if isinstance(response, Outcome):
+            return response
         return classify_http(response.status_code, response.headers.get("Retry-After"),
                              scrub(response.text.strip()[:200], *secrets))

@@ -7,7 +7,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from config.destinations import SlackDestination
 from relay.event import Event
-from workers.destinations.base import Outcome, classify_http, scrub
+from workers.destinations.base import Outcome, classify_http, post, scrub
 from workers.summary import SEVERITY_COLOUR, SEVERITY_EMOJI, summarize
 
 # Block Kit limits (api.slack.com/reference/block-kit): longer values are cut, not rejected.
@@ -82,12 +82,9 @@ class SlackAdapter:
             message = slack_message(event, self._config.template)
         except Exception as exc:  # noqa: BLE001 - a template error is the config's, not the event's
             return Outcome("permanent", "template error", scrub(f"{exc.__class__.__name__}: {exc}", url))
-        try:
-            response = self._session.post(url, json=message, timeout=self._config.timeout, allow_redirects=False)
-        except requests.Timeout as exc:
-            return Outcome("transient", "timeout", scrub(f"{exc.__class__.__name__}: {exc}", url))
-        except requests.RequestException as exc:
-            return Outcome("transient", "connection error", scrub(f"{exc.__class__.__name__}: {exc}", url))
+        response = post(self._session, url, [url], self._config.timeout, json=message)
+        if isinstance(response, Outcome):
+            return response
         answer = scrub(response.text.strip(), url)
         if response.status_code == 200 and answer != "ok":
             return Outcome("permanent", "HTTP 200", f"Slack did not answer 'ok': {answer[:200]!r}")
