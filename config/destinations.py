@@ -33,6 +33,14 @@ def _slack_url(url: Secret) -> Secret:
     return url
 
 
+def _header_values(headers: dict[str, Secret]) -> dict[str, Secret]:
+    # http.client refuses control characters and encodes values as Latin-1: check here, not per send.
+    for name, value in headers.items():
+        if not all(" " <= c <= "~" or c == "\t" for c in value.reveal()):
+            raise ValueError(f"{name}: a header value must be printable ASCII")
+    return headers
+
+
 def _template(source: str) -> str:
     try:
         SandboxedEnvironment().from_string(source)  # compiles too: unknown filters are caught here
@@ -86,7 +94,8 @@ class HttpDestination(Strict):
     type: Literal["http"]
     url: Annotated[Secret, AfterValidator(_callback_url)]
     signing_secret: Annotated[Secret, AfterValidator(_signing_secret)]
-    headers: dict[HeaderName, Secret] = {}  # values often carry an API key: held as secrets
+    # Values often carry an API key: held as secrets.
+    headers: Annotated[dict[HeaderName, Secret], AfterValidator(_header_values)] = {}
     timeout: Duration = 10.0
 
 

@@ -11,7 +11,7 @@ from config.loader import load
 from config.rules import rule_warnings
 from config.wms_events import CATALOGUE, SEVERITIES
 from relay import samples, signature
-from relay.event import Event, parse_event
+from relay.event import Event, InvalidEvent, parse_event
 from relay.dev_run import run_dev, start_sinks
 from relay.routing import describe_route
 
@@ -67,8 +67,16 @@ def _sample_for_routing(config, code, source, severity, payload_items) -> Event:
             value = json.loads(text)
         except json.JSONDecodeError:
             value = text
-        fields.setdefault("payload", {})[name] = value
-    return parse_event(source, samples.to_body(fields))
+        # Dots make nested objects, as in the rules' payload conditions ("api.status").
+        *parents, leaf = name.split(".")
+        target = fields.setdefault("payload", {})
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    try:
+        return parse_event(source, samples.to_body(fields))
+    except InvalidEvent as exc:
+        raise click.BadParameter(exc.detail) from None
 
 
 @main.command("send-sample")
@@ -117,7 +125,7 @@ def dev(procfile: str) -> None:
     sinks = start_sinks()
     try:
         settings, config = _load(tool=True)
-        code = run_dev(settings, config, procfile)
+        code = run_dev(settings, config, procfile, sinks)
     finally:
         sinks.stop()
     sys.exit(code)

@@ -33,7 +33,7 @@ def start_sinks() -> DevSinks:
     return sinks
 
 
-def run_dev(settings: Settings, config: RelayConfig, procfile: str) -> int:
+def run_dev(settings: Settings, config: RelayConfig, procfile: str, sinks: DevSinks) -> int:
     """Run web and worker under honcho until stopped; return the exit code."""
     # The Procfile's commands (gunicorn, python) must come from this interpreter's environment;
     # BIND_HOST keeps the dev server, and its public dev secret, off the network.
@@ -46,7 +46,10 @@ def run_dev(settings: Settings, config: RelayConfig, procfile: str) -> int:
         env["REDIS_URL"] = local.url
         click.echo(f"REDIS_URL is unset: started a private Redis at {local.url} (its data goes when this stops)")
     state_file = Path(os.environ.get("RELAY_DEV_STATE", DEFAULT_STATE_FILE))
-    shared = {name: os.environ[name] for name in ("DEV_SINK_URL", "SMTP_URL", "EMAIL_FROM") if name in os.environ}
+    # Like REDIS_URL, an SMTP_URL of your own (it may hold a password) is not written down.
+    shared = {"DEV_SINK_URL": sinks.http_url, "EMAIL_FROM": os.environ["EMAIL_FROM"]}
+    if os.environ["SMTP_URL"] == sinks.smtp_url:
+        shared["SMTP_URL"] = sinks.smtp_url
     _write_state(state_file, {**({"REDIS_URL": local.url} if local else {}), **shared}, settings.port)
     click.echo(
         f"\nThe relay listens on http://127.0.0.1:{settings.port}/hooks/<source> "

@@ -1,15 +1,23 @@
 """The Redis layout: every key the relay writes is named here (RQ keeps its own `rq:` keys).
 
-- relay:dedup:<event id>                  string   the event's job id; expires after the dedup window
-- relay:delivered:<event id>              hash     destination -> unix time it was delivered
-- relay:attempts:<event id>               list     JSON record of each delivery attempt, oldest first
-- relay:attempt-log                       stream   every attempt of every event, newest last (capped)
-- relay:dead-letter:<destination>:<event id>  string   JSON: the envelope, why it failed, how often
-- relay:dead-letters                      zset     "<destination>:<event id>" scored by the time it died
+- relay:dedup:<event id>        string  the event's job id; expires after the dedup window
+- relay:event:<event id>        string  the queued envelope (raw body included), for retries; expires
+                                        once no retry can need it any more
+- relay:delivery:<event id>     hash    destination -> its delivery's state: the attempt number in
+                                        flight or scheduled ("1", "2", ...), "ok" or "dead"
+- relay:leases                  zset    deliveries being sent right now, scored by when they are
+                                        presumed lost (their worker died); the sweeper retries those
+- relay:attempts:<event id>     list    JSON record of each delivery attempt, oldest first
+- relay:attempt-log             stream  every attempt of every event, newest last (capped)
+- relay:dead-letter:<destination>:<event id>  string  JSON: the envelope, why it failed, how often
+- relay:dead-letters            zset    "<destination>:<event id>" scored by the time it died
+- relay:sweeper                 string  present while a lease sweep is scheduled
 """
 
 ATTEMPT_LOG = "relay:attempt-log"
 DEAD_LETTERS = "relay:dead-letters"
+LEASES = "relay:leases"
+SWEEPER = "relay:sweeper"
 
 
 def dedup_key(event_id: str) -> str:
@@ -17,9 +25,14 @@ def dedup_key(event_id: str) -> str:
     return f"relay:dedup:{event_id}"
 
 
-def delivered_key(event_id: str) -> str:
-    """Which destinations already have this event: what makes a delivery run at most once."""
-    return f"relay:delivered:{event_id}"
+def event_key(event_id: str) -> str:
+    """The envelope of an event that is being delivered."""
+    return f"relay:event:{event_id}"
+
+
+def delivery_key(event_id: str) -> str:
+    """Each destination's delivery state for one event: what makes a delivery run at most once."""
+    return f"relay:delivery:{event_id}"
 
 
 def attempts_key(event_id: str) -> str:

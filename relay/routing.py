@@ -59,11 +59,11 @@ def _holds(p: Predicate, value: Any) -> bool:
     present = value is not _MISSING
     if p.exists is not None and p.exists != present:
         return False
-    if p.eq is not None and not (present and value == p.eq):
+    if p.eq is not None and not (present and _equal(value, p.eq)):
         return False
-    if p.ne is not None and present and value == p.ne:
+    if p.ne is not None and present and _equal(value, p.ne):
         return False
-    if p.in_ is not None and not (present and value in p.in_):
+    if p.in_ is not None and not (present and any(_equal(value, option) for option in p.in_)):
         return False
     bounds = [(p.lt, float.__lt__), (p.lte, float.__le__), (p.gt, float.__gt__), (p.gte, float.__ge__)]
     for bound, compare in bounds:
@@ -73,6 +73,11 @@ def _holds(p: Predicate, value: Any) -> bool:
         if not _is_number(value) or not compare(float(value), bound):
             return False
     return True
+
+
+def _equal(a: Any, b: Any) -> bool:
+    # Python says True == 1; JSON and YAML do not: a boolean only equals a boolean.
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
 
 
 def _is_number(value: Any) -> bool:

@@ -17,11 +17,14 @@ from rq import Queue
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
+from config.loader import load
+from relay.app import create_app
 from relay.inbox import QUEUE_NAME
 from relay.local_redis import free_port
 from relay.samples import sample_event, to_body
 from relay.signature import compute
 from tests.conftest import CONFIG_ENV, SECRET
+from tests.peers import Reply
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -153,6 +156,28 @@ def test_procfile_worker_drains_the_queue_and_stops_cleanly_on_sigterm(tmp_path,
     assert "warm shut down requested" in log, log
 
 
+def test_procfile_worker_retries_a_failed_delivery_through_its_scheduler(tmp_path, settings, redis, http_peer):
+    config = tmp_path / "retry.yaml"
+    config.write_text(
+        'sources: {wms: {mac_secrets: ["${WMS_MAC_SECRET}"]}}\n'
+        f'destinations: {{crm: {{type: http, url: "{http_peer.url}/in", signing_secret: s}}}}\n'
+        "rules: [{name: all, match: {}, to: [crm]}]\n"
+    )
+    http_peer.script("/in", Reply(500, b"not yet"))
+    env = process_env(REDIS_URL=settings.redis_url.reveal(), RELAY_CONFIG=str(config))
+    app = create_app(*load(env))
+    body, headers = signed(sample_event("API_ERROR", "proc-retry", 0, timestamp=int(time.time())))
+    assert app.test_client().post("/hooks/wms", data=body, headers=headers).status_code == 202
+    process = start(procfile_command("worker"), env, tmp_path / "worker.log")
+    try:
+        wait_for(lambda: len(http_peer.to("/in")) == 2, 30, "the retry, about 5 s after the first attempt")
+    finally:
+        stop(process)
+    first, second = http_peer.to("/in")
+    assert 3.5 <= second.at - first.at <= 10  # 5 s +-20%, plus the scheduler's polling
+    assert second.body == first.body == body
+
+
 def test_procfile_worker_finishes_the_job_in_hand_on_sigterm(tmp_path, settings, redis):
     queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
     job = queue.enqueue("tests.jobs.slow_job", "slow", 2.0)
@@ -203,9 +228,9 @@ def test_relay_dev_runs_everything_with_a_private_redis(tmp_path):
         redis_url = wait_for(lambda: re.search(r"started a private Redis at (\S+)", log()), 20, "the private Redis").group(1)
         wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).ok, 30, "the web process")
         sinks = dict(re.search(r"local sinks: Slack and callbacks at (?P<DEV_SINK_URL>\S+), mail at (?P<SMTP_URL>\S+)", log()).groupdict())
-        assert state.read_text() == "".join(
-            f"{k}={v}\n" for k, v in {"REDIS_URL": redis_url, **sinks, "EMAIL_FROM": "relay@example.com", "PORT": port}.items()
-        )
+        written = dict(line.split("=", 1) for line in state.read_text().splitlines())
+        assert written == {"REDIS_URL": redis_url, **sinks, "EMAIL_FROM": "relay@example.com", "PORT": str(port)}
+        assert state.stat().st_mode & 0o777 == 0o600
         assert f"Listening at: http://127.0.0.1:{port}" in log()  # the public dev secret stays off the network
         sample = subprocess.run([str(BIN / "relay"), "send-sample", "--session", "dev-1"], env=env,
                                 capture_output=True, text=True, timeout=30)

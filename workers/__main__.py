@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     # The scheduler moves retry jobs to the queue when they are due; RQ runs one per Redis, so
     # every worker may start one and only one of them is active at a time.
     worker.work(burst=args.burst, logging_level=settings.log_level, with_scheduler=True)
+    # A warm shutdown ends the job loop; deliveries already handed to threads finish first.
+    runtime.current().wait_idle()
     return 0
 
 

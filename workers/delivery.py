@@ -1,10 +1,15 @@
-"""One delivery attempt to one destination: skip if done, send, record, then retry or give up.
+"""Delivering one event to one destination: claim the attempt, send it from a delivery thread,
+then record it and schedule the next attempt or give up, in one transaction.
 
-At most once per (destination, event id) in normal operation: a destination that has the event
-is marked in relay:delivered:<event id> and never sent it again, however often a job runs. A
-worker that dies between sending and marking sends again when the job is retried: at least once.
+At most once per (destination, event id) in normal operation: relay:delivery:<event id> holds each
+destination's state, and an attempt must claim it (workers/claim.lua), so neither a job that runs
+twice nor a duplicate retry sends again. At least once when a worker dies mid-send: the attempt's
+lease expires and the sweeper (workers/sweeper.py) runs it again; that window is the only way a
+destination can receive an event twice.
 """
 
+import importlib.resources
+import json
 import logging
 import time
 from datetime import datetime, timedelta, timezone
@@ -19,10 +24,15 @@ from relay.inbox import FAILED_JOB_TTL, JOB_TIMEOUT, QUEUE_NAME
 from workers import runtime
 from workers.attempts import record_attempt, record_dead_letter
 from workers.destinations.base import Outcome
-from workers.retry import next_delay
+from workers.retry import SCHEDULE, next_delay
 
 log = logging.getLogger(__name__)
 RETRY_JOB = "workers.delivery.retry"
+# An attempt not finished this long after its destination's timeout is presumed lost.
+LEASE_GRACE = 60.0
+# The envelope and the delivery states must outlive the longest retry schedule.
+STATE_TTL = int(sum(SCHEDULE) * 1.25) + 86400
+_CLAIM_LUA = importlib.resources.files("workers").joinpath("claim.lua").read_text()
 
 
 def read_envelope(envelope: dict) -> Event:
@@ -33,44 +43,86 @@ def read_envelope(envelope: dict) -> Event:
     return event
 
 
-def attempt(redis: Redis, envelope: dict, event: Event, destination: str, number: int) -> Outcome | None:
-    """Attempt `number` (1 is the first) of delivering `event` to `destination`; None if it already has it."""
-    if redis.hexists(keys.delivered_key(event.id), destination):
-        log.info("%s already delivered to %s; not sending again", event.id, destination)
-        return None
+def keep_envelope(redis: Redis, envelope: dict) -> None:
+    """Store the envelope once, for the retries of every destination (they carry only its id)."""
+    redis.set(keys.event_key(envelope["id"]), json.dumps(envelope, separators=(",", ":")), ex=STATE_TTL)
+
+
+def lease_member(event_id: str, destination: str, number: int) -> str:
+    """How an in-flight attempt is named in relay:leases."""
+    return json.dumps([event_id, destination, number])
+
+
+def dispatch(redis: Redis, envelope: dict, event: Event, destination: str, number: int, fresh: bool) -> bool:
+    """Claim attempt `number` to `destination` and hand it to a delivery thread; False if not ours."""
     rt = runtime.current()
-    adapter = rt.adapters.get(destination)
+    config = rt.config.destinations.get(destination)
+    timeout = config.timeout if config else 0.0
+    claimed = redis.register_script(_CLAIM_LUA)(
+        keys=[keys.delivery_key(event.id), keys.LEASES],
+        args=[destination, number, lease_member(event.id, destination, number), time.time() + timeout + LEASE_GRACE,
+              STATE_TTL, "fresh" if fresh else "continue"],
+    )
+    if not claimed:
+        log.info("%s -> %s attempt %d: already done or in hand elsewhere; not sending", event.id, destination, number)
+        return False
+    rt.submit(lambda: _send_and_finish(redis, envelope, event, destination, number))
+    return True
+
+
+def retry(event_id: str, destination: str, number: int) -> None:
+    """RQ job: a later attempt at one destination, on its own, so it never repeats the others."""
+    redis = get_current_job().connection
+    text = redis.get(keys.event_key(event_id))
+    if text is None:
+        log.error("%s -> %s attempt %d: the event is no longer stored; cannot retry", event_id, destination, number)
+        return
+    envelope = json.loads(text)
+    dispatch(redis, envelope, read_envelope(envelope), destination, number, fresh=False)
+
+
+def _send_and_finish(redis: Redis, envelope: dict, event: Event, destination: str, number: int) -> None:
+    try:
+        outcome, duration = _send(envelope, event, destination)
+        _finish(redis, envelope, event, destination, number, outcome, duration)
+    except Exception:
+        # Redis failed, or a bug: the lease stays, so the sweeper tries this attempt again.
+        log.exception("%s -> %s attempt %d: not recorded; the sweeper will retry it", event.id, destination, number)
+
+
+def _send(envelope: dict, event: Event, destination: str) -> tuple[Outcome, float]:
+    adapter = runtime.current().adapters.get(destination)
     started = time.monotonic()
     if adapter is None:
         outcome = Outcome("permanent", "not configured", f"destination {destination!r} is no longer configured")
     else:
-        outcome = adapter.deliver(event, envelope["body"].encode("utf-8"))
-    duration = time.monotonic() - started
-    delay = next_delay(number, outcome.retry_after) if outcome.kind == "transient" else None
+        try:
+            outcome = adapter.deliver(event, envelope["body"].encode("utf-8"))
+        except Exception as exc:  # noqa: BLE001 - an adapter must not lose a delivery, even through a bug
+            log.exception("%s -> %s: the %s adapter failed", event.id, destination, type(adapter).__name__)
+            outcome = Outcome("permanent", "adapter error", f"{exc.__class__.__name__} (see the worker log)")
+    return outcome, time.monotonic() - started
 
+
+def _finish(redis: Redis, envelope: dict, event: Event, destination: str, number: int, outcome: Outcome,
+            duration: float) -> None:
+    delay = next_delay(number, outcome.retry_after) if outcome.kind == "transient" else None
     pipe = redis.pipeline(transaction=True)
     record_attempt(pipe, event.id, destination, number, outcome, duration, delay)
-    if outcome.ok:
-        pipe.hset(keys.delivered_key(event.id), destination, int(time.time()))
-        pipe.expire(keys.delivered_key(event.id), int(rt.config.ingest.dedup_window))
-    elif delay is None:
-        record_dead_letter(pipe, envelope, destination, outcome, number)
-    pipe.execute()
-
+    pipe.zrem(keys.LEASES, lease_member(event.id, destination, number))
+    state = "ok" if outcome.ok else str(number + 1) if delay is not None else "dead"
+    pipe.hset(keys.delivery_key(event.id), destination, state)
     if delay is not None:
         queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
         job = queue.create_job(
-            RETRY_JOB, args=[envelope, destination, number + 1], timeout=JOB_TIMEOUT, result_ttl=0,
+            RETRY_JOB, args=[event.id, destination, number + 1], timeout=JOB_TIMEOUT, result_ttl=0,
             failure_ttl=FAILED_JOB_TTL, description=f"deliver {event.id} to {destination} (attempt {number + 1})",
         )
-        queue.schedule_job(job, datetime.now(timezone.utc) + timedelta(seconds=delay))
+        queue.schedule_job(job, datetime.now(timezone.utc) + timedelta(seconds=delay), pipeline=pipe)
+    elif not outcome.ok:
+        record_dead_letter(pipe, envelope, destination, outcome, number)
+    pipe.execute()
     _log(event, destination, number, outcome, delay)
-    return outcome
-
-
-def retry(envelope: dict, destination: str, number: int) -> None:
-    """RQ job: a later attempt at one destination, on its own, so it never repeats the others."""
-    attempt(get_current_job().connection, envelope, read_envelope(envelope), destination, number)
 
 
 def _log(event: Event, destination: str, number: int, outcome: Outcome, delay: float | None) -> None:
@@ -78,6 +130,6 @@ def _log(event: Event, destination: str, number: int, outcome: Outcome, delay: f
     if outcome.ok:
         log.info(what)
     elif delay is not None:
-        log.warning("%s %s; retrying in %.0fs", what, outcome.detail, delay)
+        log.warning("%s %r; retrying in %.0fs", what, outcome.detail, delay)
     else:
-        log.error("%s %s; dead-lettered", what, outcome.detail)
+        log.error("%s %r; dead-lettered", what, outcome.detail)

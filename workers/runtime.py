@@ -1,11 +1,15 @@
-"""What a worker process builds once and every job shares: config, adapters, an HTTP session.
+"""What a worker process builds once and every job shares: config, adapters, an HTTP session,
+and the pool of threads that send deliveries.
 
 Reusing one requests.Session keeps connections to Slack and callback hosts open between jobs;
 that only pays because the worker does not fork per job (see workers/__main__.py).
 """
 
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.cookiejar import DefaultCookiePolicy
 
 import requests
 
@@ -15,9 +19,19 @@ from config.settings import Settings
 from workers.destinations import build_adapter
 from workers.destinations.base import Adapter
 
-# Deliveries of one event to several destinations run side by side, so a slow one does not
-# hold up the others.
-PARALLEL_DELIVERIES = 8
+# Deliveries are sent from these threads, so a job hands them over and goes on to the next
+# event: a slow destination holds up neither the other destinations nor later events. When
+# this many are in flight, handing over waits: the worker takes no more work than it can send.
+MAX_IN_FLIGHT = 32
+
+
+def http_session() -> requests.Session:
+    """One session for all HTTP destinations: no cookies carried between receivers, and no
+    proxy or .netrc credentials taken from the environment."""
+    session = requests.Session()
+    session.trust_env = False
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    return session
 
 
 @dataclass
@@ -27,14 +41,39 @@ class Runtime:
     settings: Settings
     config: RelayConfig
     adapters: dict[str, Adapter]
-    pool: ThreadPoolExecutor
+    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="deliver"))
+    _slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(MAX_IN_FLIGHT))
+    _in_flight: int = 0
+    _idle: threading.Condition = field(default_factory=threading.Condition)
 
     @classmethod
     def build(cls, settings: Settings, config: RelayConfig) -> "Runtime":
         """Adapters for every configured destination, sharing one HTTP session."""
-        session = requests.Session()
-        adapters = {name: build_adapter(dest, settings, session) for name, dest in config.destinations.items()}
-        return cls(settings, config, adapters, ThreadPoolExecutor(PARALLEL_DELIVERIES, thread_name_prefix="deliver"))
+        session = http_session()
+        adapters = {name: build_adapter(name, d, settings, session) for name, d in config.destinations.items()}
+        return cls(settings, config, adapters)
+
+    def submit(self, task: Callable[[], None]) -> None:
+        """Run `task` on a delivery thread; wait for a free one when MAX_IN_FLIGHT are busy."""
+        self._slots.acquire()
+        with self._idle:
+            self._in_flight += 1
+
+        def run():
+            try:
+                task()
+            finally:
+                self._slots.release()
+                with self._idle:
+                    self._in_flight -= 1
+                    self._idle.notify_all()
+
+        self.pool.submit(run)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no delivery is in flight (a warm shutdown, or a test); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
 
 
 _current: Runtime | None = None

@@ -145,3 +145,13 @@ def test_check_config_severity_override_and_no_route(env, config_path):
     assert result.stdout.splitlines()[-1] == "delivered to: nothing (no rule fires)"
     result = CliRunner().invoke(main, ["check-config", "--event", "WMS_LOADED", "--payload", "oops"], env=env)
     assert result.exit_code == 2 and "expected FIELD=VALUE, got 'oops'" in result.output
+
+
+def test_check_config_payload_fields_nest_and_bad_values_are_refused(env, config_path):
+    config_path.write_text(ROUTED_CONFIG.replace("payload: {snr: {lt: 3}}", 'payload: {"api.status": {gte: 500}}'))
+    args = ["check-config", "--event", "INTERMEDIATE_RESULTS", "--payload", "api.status=503"]
+    result = CliRunner().invoke(main, args, env=env)
+    assert "  rule 'low-snr': fires -> pager" in result.stdout.splitlines()
+    result = CliRunner().invoke(main, ["check-config", "--event", "API_ERROR", "--payload", "measurementId=5"], env=env)
+    assert result.exit_code == 2
+    assert "payload.measurementId: must be a string, got a number" in result.output

@@ -16,6 +16,7 @@ from relay.inbox import QUEUE_NAME
 from tests.conftest import SECRET
 from tests.peers import HttpPeer, SmtpPeer
 from workers import runtime
+from workers.delivery import RETRY_JOB
 
 CRM_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 FANOUT_YAML = """
@@ -51,22 +52,28 @@ class Relay:
     queue: Queue
 
     def drain(self) -> None:
-        """Run every queued job in this process, as the Procfile's worker would."""
-        SimpleWorker([self.queue], connection=self.redis, serializer=JSONSerializer).work(burst=True)
+        """Run every queued job in this process, as the Procfile's worker would, and wait for the
+        deliveries they hand to the delivery threads."""
+        while True:
+            SimpleWorker([self.queue], connection=self.redis, serializer=JSONSerializer).work(burst=True)
+            assert runtime.current().wait_idle(timeout=30), "deliveries still in flight after 30 s"
+            if self.queue.count == 0:
+                return
 
     def run_due_retries(self) -> int:
         """Queue every scheduled retry now, as if its delay had passed; return how many."""
         registry = ScheduledJobRegistry(queue=self.queue)
-        job_ids = registry.get_job_ids()
-        for job_id in job_ids:
-            registry.remove(job_id)
-            self.queue.enqueue_job(self.queue.fetch_job(job_id))
-        return len(job_ids)
+        jobs = [job for job, _ in self.scheduled()]
+        for job in jobs:
+            registry.remove(job.id)
+            self.queue.enqueue_job(job)
+        return len(jobs)
 
     def scheduled(self) -> list:
-        """The retry jobs waiting for their time, with the time each is due."""
+        """The retry jobs waiting for their time (not the sweeper's), with the time each is due."""
         registry = ScheduledJobRegistry(queue=self.queue)
-        return [(self.queue.fetch_job(i), registry.get_scheduled_time(i)) for i in registry.get_job_ids()]
+        jobs = [(self.queue.fetch_job(i), registry.get_scheduled_time(i)) for i in registry.get_job_ids()]
+        return [(job, due) for job, due in jobs if job.func_name == RETRY_JOB]
 
 
 @pytest.fixture

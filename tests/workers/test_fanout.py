@@ -4,15 +4,18 @@ import json
 import logging
 import subprocess
 import sys
+import time
 import zlib
 
-from rq.registry import FailedJobRegistry
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+
+from relay import keys
 
 from relay.samples import sample_session, to_body
 from tests.conftest import signed_post
 from tests.peers import Reply
 from tests.workers.test_end_to_end import CRM_PATH, SLACK_PATH
-from workers import runtime
+from workers import delivery, runtime
 from workers.attempts import attempts_of
 
 
@@ -27,17 +30,95 @@ def test_a_job_that_runs_twice_sends_nothing_twice(relay, caplog):
     assert len(relay.http.to(SLACK_PATH)) == len(relay.http.to(CRM_PATH)) == len(relay.smtp.messages) == 1
     event_id = f"wms:{event['sessionId']}:0"
     for destination in ("ops-slack", "ops-email", "crm"):
-        assert f"{event_id} already delivered to {destination}; not sending again" in caplog.text
+        assert f"{event_id} -> {destination} attempt 1: already done or in hand elsewhere; not sending" in caplog.text
     assert len(attempts_of(relay.redis, event_id)) == 3
 
 
-def test_a_slow_destination_does_not_hold_up_the_others(relay):
+def test_a_job_that_runs_again_after_a_failure_starts_no_second_retry_chain(relay):
     (event,) = sample_session(("CONSTRAINT_VIOLATION",))
-    relay.http.script(SLACK_PATH, Reply(delay=1.0))
+    relay.http.script(SLACK_PATH, Reply(500, b"down"))
+    signed_post(relay.client, to_body(event))
+    (job,) = relay.queue.get_jobs()
+    relay.drain()
+    relay.queue.enqueue_job(job)
+    relay.drain()
+    assert len(relay.http.to(SLACK_PATH)) == 1
+    assert [j.args for j, _ in relay.scheduled()] == [[f"wms:{event['sessionId']}:0", "ops-slack", 2]]
+
+
+def test_a_duplicate_retry_job_sends_once(relay):
+    (event,) = sample_session(("CONSTRAINT_VIOLATION",))
+    relay.http.script(SLACK_PATH, Reply(500, b"down"))
     signed_post(relay.client, to_body(event))
     relay.drain()
-    (slack,), (crm,) = relay.http.to(SLACK_PATH), relay.http.to(CRM_PATH)
-    assert abs(crm.at - slack.at) < 0.5  # sent side by side, not after Slack's 1 s answer
+    ((retry, _),) = relay.scheduled()
+    relay.run_due_retries()
+    relay.queue.enqueue_job(retry)  # the same retry twice, e.g. from two schedulers
+    relay.drain()
+    assert len(relay.http.to(SLACK_PATH)) == 2  # the failed first attempt and one retry
+
+
+def test_an_attempt_lost_with_its_worker_is_swept_up_and_sent(relay, monkeypatch):
+    (event,) = sample_session(("CONSTRAINT_VIOLATION",))
+    rt = runtime.current()
+    monkeypatch.setattr(rt, "submit", lambda task: None)  # the worker dies after claiming, before sending
+    signed_post(relay.client, to_body(event))
+    relay.drain()
+    monkeypatch.undo()
+    assert relay.http.requests == [] and relay.smtp.messages == []
+    leases = relay.redis.zrange(keys.LEASES, 0, -1, withscores=True)
+    assert len(leases) == 3 and all(expiry > time.time() for _, expiry in leases)  # not yet presumed lost
+    relay.redis.zadd(keys.LEASES, {member: time.time() - 1 for member, _ in leases})  # time passes
+    relay.queue.enqueue("workers.sweeper.sweep")
+    relay.drain()
+    assert len(relay.http.to(SLACK_PATH)) == len(relay.http.to(CRM_PATH)) == len(relay.smtp.messages) == 1
+    assert relay.redis.zcard(keys.LEASES) == 0
+
+
+def test_an_attempt_whose_record_fails_is_retried_by_the_sweeper(relay, monkeypatch, caplog):
+    (event,) = sample_session(("WMS_LOADED",))
+    calls = []
+
+    def broken_finish(*args):
+        calls.append(args)
+        raise ConnectionError("redis went away")
+
+    monkeypatch.setattr(delivery, "_finish", broken_finish)
+    signed_post(relay.client, to_body(event))
+    relay.drain()
+    monkeypatch.undo()
+    event_id = f"wms:{event['sessionId']}:0"
+    assert f"{event_id} -> crm attempt 1: not recorded; the sweeper will retry it" in caplog.text
+    relay.redis.zadd(keys.LEASES, {m: 0 for m in relay.redis.zrange(keys.LEASES, 0, -1)})
+    relay.queue.enqueue("workers.sweeper.sweep")
+    relay.drain()
+    # Sent twice: at least once, never lost. The second attempt is the one recorded.
+    assert len(relay.http.to(CRM_PATH)) == 2 and len(calls) == 1
+    assert [(a["attempt"], a["outcome"]) for a in attempts_of(relay.redis, event_id)] == [(1, "ok")]
+
+
+def test_the_first_event_schedules_a_sweep_and_each_sweep_the_next(relay):
+    (event,) = sample_session(("WMS_LOADED",))
+    signed_post(relay.client, to_body(event))
+    relay.drain()
+    registry = ScheduledJobRegistry(queue=relay.queue)
+    sweeps = [i for i in registry.get_job_ids() if relay.queue.fetch_job(i).func_name == "workers.sweeper.sweep"]
+    assert len(sweeps) == 1
+    relay.queue.enqueue("workers.sweeper.sweep")
+    relay.drain()
+    assert len([i for i in registry.get_job_ids() if relay.queue.fetch_job(i).func_name == "workers.sweeper.sweep"]) == 2
+
+
+def test_a_slow_destination_holds_up_neither_the_others_nor_later_events(relay):
+    events = sample_session(("CONSTRAINT_VIOLATION",) * 4)
+    relay.http.script(SLACK_PATH, *[Reply(delay=1.0)] * 4)
+    for event in events:
+        signed_post(relay.client, to_body(event))
+    relay.drain()
+    slack, crm = relay.http.to(SLACK_PATH), relay.http.to(CRM_PATH)
+    assert len(slack) == len(crm) == 4
+    # All four callbacks went out together, not one per second behind Slack's slow answers.
+    assert max(r.at for r in crm) - min(r.at for r in slack) < 0.5
 
 
 def test_every_attempt_is_recorded_with_its_outcome(relay):

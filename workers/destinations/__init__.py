@@ -12,18 +12,19 @@ from workers.destinations.email import EmailAdapter
 from workers.destinations.http import HttpAdapter
 from workers.destinations.slack import SlackAdapter
 
-# destination type -> how to build its adapter from its config, the settings and the shared session
+# destination type -> how to build its adapter from its name, config, the settings and the shared session
 REGISTRY: dict[str, Callable[..., Adapter]] = {
-    "slack": lambda config, settings, session: SlackAdapter(config, session),
-    "email": lambda config, settings, session: EmailAdapter(
-        config, parse_smtp_url(settings.smtp_url.reveal()), settings.email_from
+    "slack": lambda name, config, settings, session: SlackAdapter(config, session),
+    "email": lambda name, config, settings, session: EmailAdapter(
+        config, parse_smtp_url(settings.smtp_url.reveal()), settings.email_from, name
     ),
-    "http": lambda config, settings, session: HttpAdapter(config, session),
+    "http": lambda name, config, settings, session: HttpAdapter(config, session),
 }
 
 
 def build_adapter(
-    config: SlackDestination | EmailDestination | HttpDestination, settings: Settings, session: requests.Session
+    name: str, config: SlackDestination | EmailDestination | HttpDestination, settings: Settings,
+    session: requests.Session,
 ) -> Adapter:
     """The adapter for one configured destination."""
-    return REGISTRY[config.type](config, settings, session)
+    return REGISTRY[config.type](name, config, settings, session)

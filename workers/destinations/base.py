@@ -89,8 +89,19 @@ def scrub(text: str, *secrets: str) -> str:
 def post(session: requests.Session, url: str, secrets: list[str], timeout: float, **kwargs) -> requests.Response | Outcome:
     """POST without following redirects; a timeout or connection failure becomes a transient Outcome."""
     try:
-        return session.post(url, timeout=timeout, allow_redirects=False, **kwargs)
+        # stream=True: the body is read by response_text, a few KiB at most, whatever is sent.
+        return session.post(url, timeout=timeout, allow_redirects=False, stream=True, **kwargs)
     except requests.Timeout as exc:
         return Outcome("transient", "timeout", scrub(f"{exc.__class__.__name__}: {exc}", *secrets))
     except requests.RequestException as exc:
         return Outcome("transient", "connection error", scrub(f"{exc.__class__.__name__}: {exc}", *secrets))
+
+
+def response_text(response: requests.Response, limit: int = 4096) -> str:
+    """The start of a response's body as text, stripped; the connection goes back to the pool."""
+    try:
+        return response.raw.read(limit, decode_content=True).decode("utf-8", "replace").strip()
+    except (requests.RequestException, OSError, ValueError):
+        return ""
+    finally:
+        response.close()

@@ -18,8 +18,12 @@ def _message_id(token: str, domain: str) -> str:
     return f"<{hashlib.sha256(token.encode()).hexdigest()[:32]}@{domain}>"
 
 
-def email_message(event: Event, sender: str, to: list[str], cc: list[str]) -> EmailMessage:
-    """The mail for `event`; every mail of one session refers to the same thread root."""
+def email_message(event: Event, sender: str, to: list[str], cc: list[str], destination: str = "") -> EmailMessage:
+    """The mail for `event`; every mail of one session refers to the same thread root.
+
+    The Message-ID is the same for a resend of one event to one destination, and differs between
+    destinations, so two destinations' copies are never mistaken for one mail.
+    """
     s = summarize(event)
     domain = sender.rsplit("@", 1)[1]
     message = EmailMessage()
@@ -29,7 +33,7 @@ def email_message(event: Event, sender: str, to: list[str], cc: list[str]) -> Em
     if cc:
         message["Cc"] = ", ".join(cc)
     message["Date"] = formatdate(event.timestamp, usegmt=True)
-    message["Message-ID"] = _message_id(f"event:{event.id}", domain)
+    message["Message-ID"] = _message_id(f"event:{destination}:{event.id}", domain)
     # A root that is never sent: clients that thread by References group the session's mails under it.
     root = _message_id(f"session:{event.source}:{event.session_id}", domain)
     message["In-Reply-To"] = root
@@ -52,14 +56,15 @@ def email_message(event: Event, sender: str, to: list[str], cc: list[str]) -> Em
 class EmailAdapter:
     """Sends each event as one mail to the destination's recipients."""
 
-    def __init__(self, config: EmailDestination, server: SmtpServer, sender: str):
+    def __init__(self, config: EmailDestination, server: SmtpServer, sender: str, name: str = ""):
         self._config = config
+        self._name = name
         self._server = server
         self._sender = sender
 
     def deliver(self, event: Event, body: bytes) -> Outcome:
         """Send the mail; SMTP 5xx is permanent, 4xx and connection trouble are transient."""
-        message = email_message(event, self._sender, self._config.to, self._config.cc)
+        message = email_message(event, self._sender, self._config.to, self._config.cc, self._name)
         password = self._server.password.reveal() if self._server.password else ""
         try:
             with self._connect() as smtp:

@@ -15,7 +15,7 @@ import requests
 from config.destinations import HttpDestination, signing_key
 from relay import signature
 from relay.event import Event
-from workers.destinations.base import Outcome, classify_http, post, scrub
+from workers.destinations.base import Outcome, classify_http, post, response_text, scrub
 
 USER_AGENT = "wms-webhook-relay/0.1"
 
@@ -59,4 +59,4 @@ class HttpAdapter:
         if isinstance(response, Outcome):
             return response
         return classify_http(response.status_code, response.headers.get("Retry-After"),
-                             scrub(response.text.strip()[:200], *secrets))
+                             scrub(response_text(response), *secrets)[:200])

@@ -3,11 +3,12 @@
 from typing import Any
 
 import requests
+from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from config.destinations import SlackDestination
 from relay.event import Event
-from workers.destinations.base import Outcome, classify_http, post, scrub
+from workers.destinations.base import Outcome, classify_http, post, response_text, scrub
 from workers.summary import SEVERITY_COLOUR, SEVERITY_EMOJI, summarize
 
 # Block Kit limits (api.slack.com/reference/block-kit): longer values are cut, not rejected.
@@ -18,15 +19,19 @@ FIELDS_PER_SECTION = 10
 MAX_PAYLOAD_SECTIONS = 2
 PAYLOAD_VALUE_MAX = 300  # a chat alert is for reading at a glance; the callback carries everything
 
-_templates = SandboxedEnvironment(autoescape=False)
+def compile_template(source: str) -> Template:
+    """A sandboxed template whose every printed value is mrkdwn-escaped, so event data cannot
+    inject links or mentions such as <!channel>."""
+    env = SandboxedEnvironment(autoescape=False, finalize=lambda value: _escape(str(value)) if value is not None else "")
+    return env.from_string(source)
 
 
-def slack_message(event: Event, template: str | None = None) -> dict[str, Any]:
+def slack_message(event: Event, template: Template | None = None) -> dict[str, Any]:
     """The webhook payload for `event`: fallback `text` plus blocks in an attachment coloured by severity."""
     s = summarize(event)
     emoji = SEVERITY_EMOJI[s.severity]
     measurement = f" (measurement {event.measurement_id})" if event.measurement_id else ""
-    fallback = f"{emoji} [{s.severity}] {s.title} - session {event.session_id}{measurement}"
+    fallback = f"{emoji} [{s.severity}] {_escape(s.title)} - session {_escape(event.session_id)}{_escape(measurement)}"
     headline = f"{emoji} *{s.severity}* {_escape(s.description)}"
     if template is not None:
         headline = fallback = _render(template, event)
@@ -45,9 +50,9 @@ def slack_message(event: Event, template: str | None = None) -> dict[str, Any]:
     return {"text": _cut(fallback, SECTION_TEXT_MAX), "attachments": [{"color": SEVERITY_COLOUR[s.severity], "blocks": blocks}]}
 
 
-def _render(template: str, event: Event) -> str:
+def _render(template: Template, event: Event) -> str:
     s = summarize(event)
-    return _templates.from_string(template).render(
+    return template.render(
         event=event, code=event.code, severity=event.severity, session_id=event.session_id,
         measurement_id=event.measurement_id, sequence=event.sequence, payload=event.payload,
         source=event.source, time_utc=dict(s.facts)["Time (UTC)"], emoji=SEVERITY_EMOJI[event.severity],
@@ -74,18 +79,19 @@ class SlackAdapter:
     def __init__(self, config: SlackDestination, session: requests.Session):
         self._config = config
         self._session = session
+        self._template = compile_template(config.template) if config.template is not None else None
 
     def deliver(self, event: Event, body: bytes) -> Outcome:
         """Post the Block Kit message for `event`."""
         url = self._config.webhook_url.reveal()
         try:
-            message = slack_message(event, self._config.template)
+            message = slack_message(event, self._template)
         except Exception as exc:  # noqa: BLE001 - a template error is the config's, not the event's
             return Outcome("permanent", "template error", scrub(f"{exc.__class__.__name__}: {exc}", url))
         response = post(self._session, url, [url], self._config.timeout, json=message)
         if isinstance(response, Outcome):
             return response
-        answer = scrub(response.text.strip(), url)
+        answer = scrub(response_text(response), url)
         if response.status_code == 200 and answer != "ok":
             return Outcome("permanent", "HTTP 200", f"Slack did not answer 'ok': {answer[:200]!r}")
         return classify_http(response.status_code, response.headers.get("Retry-After"), answer[:200])

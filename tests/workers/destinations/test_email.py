@@ -43,6 +43,8 @@ def test_mails_of_one_session_thread_together_and_others_do_not():
     assert first["Message-ID"].endswith("@wms.example.com>")
     # The same event always gets the same Message-ID, so a resend is recognisably the same mail.
     assert email_message(event(sequence=6), SENDER, ["o@example.com"], [])["Message-ID"] == first["Message-ID"]
+    # ...but another destination's copy of it is another mail.
+    assert email_message(event(sequence=6), SENDER, ["o@example.com"], [], "qa-email")["Message-ID"] != first["Message-ID"]
 
 
 def adapter(url: str, **extra) -> EmailAdapter:

@@ -7,7 +7,7 @@ import pytest
 from config.destinations import SlackDestination
 from relay.event import Event
 from tests.peers import Reply
-from workers.destinations.slack import SlackAdapter, slack_message
+from workers.destinations.slack import SlackAdapter, compile_template, slack_message
 import requests
 
 PATH = "/services/T000/B000/XXXX"
@@ -70,7 +70,7 @@ def test_an_unknown_code_says_so():
 
 def test_a_template_writes_the_text():
     template = "{{ emoji }} {{ code }} in {{ session_id }}: {{ payload.constraint | lower }} at {{ time_utc }}"
-    message = slack_message(event(), template)
+    message = slack_message(event(), compile_template(template))
     expected = ":red_circle: CONSTRAINT_VIOLATION in sess-1: face_not_centered at 2023-07-18 12:49:37"
     assert message["text"] == expected
     assert message["attachments"][0]["blocks"][1]["text"]["text"] == expected
@@ -121,3 +121,11 @@ def test_a_refused_connection_is_transient_and_names_no_secret(http_peer):
     outcome = SlackAdapter(destination(http_peer.url + PATH), requests.Session()).deliver(event(), b"{}")
     assert (outcome.kind, outcome.status) == ("transient", "connection error")
     assert "XXXX" not in outcome.detail and "<redacted>" in outcome.detail
+
+
+def test_event_data_cannot_ping_a_channel():
+    hostile = event(session="<!channel>", measurementId="<!here|x>")
+    message = slack_message(hostile)
+    assert "<!" not in message["text"] and "&lt;!channel&gt;" in message["text"]
+    templated = slack_message(hostile, compile_template("{{ session_id }} {{ payload.measurementId }}"))
+    assert templated["text"] == "&lt;!channel&gt; &lt;!here|x&gt;"
