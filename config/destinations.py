@@ -69,6 +69,18 @@ def _signing_secret(secret: Secret) -> Secret:
     return secret
 
 
+class RetryPolicy(Strict):
+    """When a destination's failed deliveries are tried again (the same keys for every type)."""
+
+    # Svix's schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (8 attempts over about 27 h).
+    delays: list[Duration] = [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+    jitter: float = Field(default=0.2, ge=0, le=1)  # +-20%, so recovering receivers are not hit all at once
+    max_age: Duration | None = None  # give up on events received longer ago than this
+    retry_after_cap: Duration = 3600.0  # a receiver's Retry-After is honoured up to this
+    # How often a 429 or 503 with Retry-After may postpone an attempt without using it up.
+    max_deferrals: int = Field(default=3, ge=0)
+
+
 class SlackDestination(Strict):
     """A Slack incoming webhook."""
 
@@ -77,6 +89,7 @@ class SlackDestination(Strict):
     # A sandboxed Jinja2 template for the message text (Slack mrkdwn); see README "Slack".
     template: Annotated[str, AfterValidator(_template)] | None = None
     timeout: Duration = 10.0
+    retry: RetryPolicy = RetryPolicy()
 
 
 class EmailDestination(Strict):
@@ -86,6 +99,7 @@ class EmailDestination(Strict):
     to: list[Email] = Field(min_length=1)
     cc: list[Email] = []
     timeout: Duration = 30.0
+    retry: RetryPolicy = RetryPolicy()
 
 
 class HttpDestination(Strict):
@@ -97,6 +111,7 @@ class HttpDestination(Strict):
     # Values often carry an API key: held as secrets.
     headers: Annotated[dict[HeaderName, Secret], AfterValidator(_header_values)] = {}
     timeout: Duration = 10.0
+    retry: RetryPolicy = RetryPolicy()
 
 
 Destination = Annotated[SlackDestination | EmailDestination | HttpDestination, Field(discriminator="type")]

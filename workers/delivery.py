@@ -24,14 +24,12 @@ from relay.inbox import FAILED_JOB_TTL, JOB_TIMEOUT, QUEUE_NAME
 from workers import runtime
 from workers.attempts import record_attempt, record_dead_letter
 from workers.destinations.base import Outcome
-from workers.retry import SCHEDULE, next_delay
+from workers.retry import plan
 
 log = logging.getLogger(__name__)
 RETRY_JOB = "workers.delivery.retry"
 # An attempt not finished this long after its destination's timeout is presumed lost.
 LEASE_GRACE = 60.0
-# The envelope and the delivery states must outlive the longest retry schedule.
-STATE_TTL = int(sum(SCHEDULE) * 1.25) + 86400
 _CLAIM_LUA = importlib.resources.files("workers").joinpath("claim.lua").read_text()
 
 
@@ -45,7 +43,8 @@ def read_envelope(envelope: dict) -> Event:
 
 def keep_envelope(redis: Redis, envelope: dict) -> None:
     """Store the envelope once, for the retries of every destination (they carry only its id)."""
-    redis.set(keys.event_key(envelope["id"]), json.dumps(envelope, separators=(",", ":")), ex=STATE_TTL)
+    ttl = runtime.current().state_ttl
+    redis.set(keys.event_key(envelope["id"]), json.dumps(envelope, separators=(",", ":")), ex=ttl)
 
 
 def lease_member(event_id: str, destination: str, number: int) -> str:
@@ -53,7 +52,8 @@ def lease_member(event_id: str, destination: str, number: int) -> str:
     return json.dumps([event_id, destination, number])
 
 
-def dispatch(redis: Redis, envelope: dict, event: Event, destination: str, number: int, fresh: bool) -> bool:
+def dispatch(redis: Redis, envelope: dict, event: Event, destination: str, number: int, fresh: bool,
+             deferrals: int = 0) -> bool:
     """Claim attempt `number` to `destination` and hand it to a delivery thread; False if not ours."""
     rt = runtime.current()
     config = rt.config.destinations.get(destination)
@@ -61,16 +61,16 @@ def dispatch(redis: Redis, envelope: dict, event: Event, destination: str, numbe
     claimed = redis.register_script(_CLAIM_LUA)(
         keys=[keys.delivery_key(event.id), keys.LEASES],
         args=[destination, number, lease_member(event.id, destination, number), time.time() + timeout + LEASE_GRACE,
-              STATE_TTL, "fresh" if fresh else "continue"],
+              rt.state_ttl, "fresh" if fresh else "continue"],
     )
     if not claimed:
         log.info("%s -> %s attempt %d: already done or in hand elsewhere; not sending", event.id, destination, number)
         return False
-    rt.submit(lambda: _send_and_finish(redis, envelope, event, destination, number))
+    rt.submit(lambda: _send_and_finish(redis, envelope, event, destination, number, deferrals))
     return True
 
 
-def retry(event_id: str, destination: str, number: int) -> None:
+def retry(event_id: str, destination: str, number: int, deferrals: int = 0) -> None:
     """RQ job: a later attempt at one destination, on its own, so it never repeats the others."""
     redis = get_current_job().connection
     text = redis.get(keys.event_key(event_id))
@@ -78,13 +78,14 @@ def retry(event_id: str, destination: str, number: int) -> None:
         log.error("%s -> %s attempt %d: the event is no longer stored; cannot retry", event_id, destination, number)
         return
     envelope = json.loads(text)
-    dispatch(redis, envelope, read_envelope(envelope), destination, number, fresh=False)
+    dispatch(redis, envelope, read_envelope(envelope), destination, number, fresh=False, deferrals=deferrals)
 
 
-def _send_and_finish(redis: Redis, envelope: dict, event: Event, destination: str, number: int) -> None:
+def _send_and_finish(redis: Redis, envelope: dict, event: Event, destination: str, number: int,
+                     deferrals: int) -> None:
     try:
         outcome, duration = _send(envelope, event, destination)
-        _finish(redis, envelope, event, destination, number, outcome, duration)
+        _finish(redis, envelope, event, destination, number, deferrals, outcome, duration)
     except Exception:
         # Redis failed, or a bug: the lease stays, so the sweeper tries this attempt again.
         log.exception("%s -> %s attempt %d: not recorded; the sweeper will retry it", event.id, destination, number)
@@ -104,21 +105,25 @@ def _send(envelope: dict, event: Event, destination: str) -> tuple[Outcome, floa
     return outcome, time.monotonic() - started
 
 
-def _finish(redis: Redis, envelope: dict, event: Event, destination: str, number: int, outcome: Outcome,
-            duration: float) -> None:
-    delay = next_delay(number, outcome.retry_after) if outcome.kind == "transient" else None
+def _finish(redis: Redis, envelope: dict, event: Event, destination: str, number: int, deferrals: int,
+            outcome: Outcome, duration: float) -> None:
+    config = runtime.current().config.destinations.get(destination)
+    age = time.time() - envelope["received_at"]
+    step = plan(config.retry, number, deferrals, outcome, age) if config else None
+    delay = step.delay if step else None
     pipe = redis.pipeline(transaction=True)
     record_attempt(pipe, event.id, destination, number, outcome, duration, delay)
     pipe.zrem(keys.LEASES, lease_member(event.id, destination, number))
-    state = "ok" if outcome.ok else str(number + 1) if delay is not None else "dead"
+    state = "ok" if outcome.ok else str(step.number) if step else "dead"
     pipe.hset(keys.delivery_key(event.id), destination, state)
-    if delay is not None:
+    if step is not None:
         queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+        what = f"attempt {step.number}" + (f", deferral {step.deferrals}" if step.number == number else "")
         job = queue.create_job(
-            RETRY_JOB, args=[event.id, destination, number + 1], timeout=JOB_TIMEOUT, result_ttl=0,
-            failure_ttl=FAILED_JOB_TTL, description=f"deliver {event.id} to {destination} (attempt {number + 1})",
+            RETRY_JOB, args=[event.id, destination, step.number, step.deferrals], timeout=JOB_TIMEOUT,
+            result_ttl=0, failure_ttl=FAILED_JOB_TTL, description=f"deliver {event.id} to {destination} ({what})",
         )
-        queue.schedule_job(job, datetime.now(timezone.utc) + timedelta(seconds=delay), pipeline=pipe)
+        queue.schedule_job(job, datetime.now(timezone.utc) + timedelta(seconds=step.delay), pipeline=pipe)
     elif not outcome.ok:
         record_dead_letter(pipe, envelope, destination, outcome, number)
     pipe.execute()

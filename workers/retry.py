@@ -1,15 +1,43 @@
-"""When to try a failed delivery again: Svix's schedule with jitter, never sooner than Retry-After."""
+"""When to try a failed delivery again: the destination's schedule with jitter, Retry-After
+honoured up to a cap, 429/503 deferrals that do not use up an attempt, and an optional max age.
+"""
 
 import random
+from dataclasses import dataclass
 
-# Delays before attempts 2..8, in seconds: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (about 27 h in all).
-SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-JITTER = 0.2  # +-20%, so that receivers coming back up are not hit by every retry at once
+from config.destinations import RetryPolicy
+from workers.destinations.base import Outcome
+
+DEFERRABLE = ("HTTP 429", "HTTP 503")  # answers that say "later", not "broken"
 
 
-def next_delay(failed_attempt: int, retry_after: float | None, rng: random.Random | None = None) -> float | None:
-    """Seconds to wait before the attempt after `failed_attempt` (1 is the first); None when none is left."""
-    if failed_attempt > len(SCHEDULE):
+@dataclass(frozen=True)
+class Next:
+    """The attempt to schedule after a transient failure."""
+
+    number: int  # the attempt number it will have (unchanged for a deferral)
+    deferrals: int  # deferrals used so far
+    delay: float  # seconds from now
+
+
+def plan(policy: RetryPolicy, number: int, deferrals: int, outcome: Outcome, age: float,
+         rng: random.Random | None = None) -> Next | None:
+    """What follows failed attempt `number` of an event received `age` seconds ago; None: give up."""
+    if outcome.kind != "transient":
         return None
-    delay = SCHEDULE[failed_attempt - 1] * (rng or random).uniform(1 - JITTER, 1 + JITTER)
-    return max(delay, retry_after or 0.0)
+    retry_after = min(outcome.retry_after, policy.retry_after_cap) if outcome.retry_after is not None else None
+    if retry_after is not None and outcome.status in DEFERRABLE and deferrals < policy.max_deferrals:
+        step = Next(number, deferrals + 1, retry_after)
+    elif number > len(policy.delays):
+        return None
+    else:
+        base = policy.delays[number - 1] * (rng or random).uniform(1 - policy.jitter, 1 + policy.jitter)
+        step = Next(number + 1, deferrals, max(base, retry_after or 0.0))
+    if policy.max_age is not None and age + step.delay > policy.max_age:
+        return None
+    return step
+
+
+def horizon(policy: RetryPolicy) -> float:
+    """The longest a delivery can stay in retry under `policy`, deferrals included (seconds)."""
+    return sum(policy.delays) * (1 + policy.jitter) + policy.max_deferrals * policy.retry_after_cap

@@ -91,7 +91,7 @@ def test_a_failing_destination_does_not_stop_or_repeat_the_others(relay):
     assert len(relay.http.to(CRM_PATH)) == 1 and len(relay.smtp.messages) == 1
     assert len(relay.http.to(SLACK_PATH)) == 1
     ((job, due),) = relay.scheduled()
-    assert job.args[1:] == ["ops-slack", 2]
+    assert job.args[1:] == ["ops-slack", 2, 0]
     assert 4 - 1 <= (due - datetime.now(timezone.utc)).total_seconds() <= 6  # 5 s +-20%
 
     assert relay.run_due_retries() == 1

@@ -43,7 +43,7 @@ def test_a_job_that_runs_again_after_a_failure_starts_no_second_retry_chain(rela
     relay.queue.enqueue_job(job)
     relay.drain()
     assert len(relay.http.to(SLACK_PATH)) == 1
-    assert [j.args for j, _ in relay.scheduled()] == [[f"wms:{event['sessionId']}:0", "ops-slack", 2]]
+    assert [j.args for j, _ in relay.scheduled()] == [[f"wms:{event['sessionId']}:0", "ops-slack", 2, 0]]
 
 
 def test_a_duplicate_retry_job_sends_once(relay):
@@ -129,7 +129,9 @@ def test_every_attempt_is_recorded_with_its_outcome(relay):
     records = {a["destination"]: a for a in attempts_of(relay.redis, f"wms:{event['sessionId']}:0")}
     slack = records["ops-slack"]
     assert (slack["attempt"], slack["outcome"], slack["status"], slack["detail"]) == (1, "transient", "HTTP 429", "rate_limited")
-    assert slack["next_retry_in"] >= 30  # Retry-After outranks the 5 s of the schedule
+    assert 30 <= slack["next_retry_in"] <= 31  # a deferral: Retry-After, not the schedule's 5 s
+    ((job, _),) = relay.scheduled()
+    assert job.args[1:] == ["ops-slack", 1, 1]  # the same attempt again, one deferral used
     assert slack["duration_ms"] >= 0 and slack["at"] > 0
     assert (records["crm"]["outcome"], records["crm"]["status"]) == ("ok", "HTTP 200")
     assert (records["ops-email"]["outcome"], records["ops-email"]["status"]) == ("ok", "SMTP 250")

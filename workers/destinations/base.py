@@ -14,7 +14,7 @@ from relay.event import Event
 # ok: delivered. transient: worth retrying. permanent: retrying cannot help. gone: the receiver
 # says it no longer exists (HTTP 410): permanent for this event, and a reason to stop sending.
 Kind = Literal["ok", "transient", "permanent", "gone"]
-MAX_RETRY_AFTER = 3600.0  # a Retry-After longer than this is capped: we will ask again by then
+MAX_RETRY_AFTER = 86400.0  # a sanity bound; each destination's retry policy caps it further
 MAX_DETAIL = 500
 
 
