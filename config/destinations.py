@@ -80,6 +80,11 @@ class RetryPolicy(Strict):
     # How often a 429 or 503 with Retry-After may postpone an attempt without using it up.
     max_deferrals: int = Field(default=3, ge=0)
 
+    @property
+    def horizon(self) -> float:
+        """The longest a delivery can stay in retry under this policy, deferrals included (seconds)."""
+        return sum(self.delays) * (1 + self.jitter) + self.max_deferrals * self.retry_after_cap
+
 
 class SlackDestination(Strict):
     """A Slack incoming webhook."""

@@ -2,7 +2,7 @@
 
 from pydantic import Field
 
-from config.destinations import Destination
+from config.destinations import Destination, RetryPolicy
 from config.rules import Rule
 from config.secret import Secret
 from config.types import DestinationName, Duration, SourceName, Strict
@@ -26,6 +26,13 @@ class Ingest(Strict):
     freshness_window: Duration | None = None
 
 
+class DeadLetters(Strict):
+    """Deliveries that will not be retried any more."""
+
+    # Kept this long, then removed with a warning in the worker's log (never silently).
+    retention: Duration = Field(default=14 * 86400.0, ge=86400)
+
+
 class RelayConfig(Strict):
     """The whole config file."""
 
@@ -33,3 +40,10 @@ class RelayConfig(Strict):
     destinations: dict[DestinationName, Destination] = {}
     rules: list[Rule] = []
     ingest: Ingest = Ingest()
+    dead_letters: DeadLetters = DeadLetters()
+
+    @property
+    def state_ttl(self) -> int:
+        """How long an event's envelope and delivery states are kept: past the longest retry horizon."""
+        horizons = [d.retry.horizon for d in self.destinations.values()] or [RetryPolicy().horizon]
+        return int(max(horizons)) + 86400

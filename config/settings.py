@@ -13,6 +13,7 @@ from config.values import email_problem, url_problem
 
 DEFAULT_CONFIG_PATH = "config/relay.yaml"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MIN_ADMIN_TOKEN = 24
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Settings:
     smtp_url: Secret | None  # holds the SMTP password
     email_from: str | None
     web_concurrency: int  # read by the Procfile's gunicorn; checked here with the rest
+    admin_token: Secret | None = None  # enables the admin API when set
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, *, require_redis: bool = True) -> "Settings":
@@ -58,6 +60,10 @@ class Settings:
         if not 1 <= web_concurrency <= 64:
             problems.append(f"WEB_CONCURRENCY: must be a number of processes (1-64), got {concurrency_text!r}")
 
+        admin_token = get("RELAY_ADMIN_TOKEN")
+        if admin_token is not None and len(admin_token) < MIN_ADMIN_TOKEN:
+            problems.append(f"RELAY_ADMIN_TOKEN: must be at least {MIN_ADMIN_TOKEN} characters (a random token)")
+
         smtp_url = get("SMTP_URL")
         if smtp_url is not None:
             try:
@@ -79,6 +85,7 @@ class Settings:
             smtp_url=Secret(smtp_url) if smtp_url else None,
             email_from=email_from,
             web_concurrency=web_concurrency,
+            admin_token=Secret(admin_token) if admin_token else None,
         )
 
 

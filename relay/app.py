@@ -9,7 +9,7 @@ from config.errors import ConfigError
 from config.loader import load
 from config.model import RelayConfig
 from config.settings import Settings
-from relay import errors, health, hooks, logs
+from relay import admin, errors, health, hooks, logs
 from relay.inbox import Inbox
 from relay.redis_conn import connect
 
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None, config: RelayConfig | None = No
     app = Flask(__name__)
     app.json.sort_keys = False  # {"status": ..., "id": ...} reads better in that order
     app.config["RELAY"] = config
+    app.config["RELAY_SETTINGS"] = settings
     # One byte over the limit, so that a chunked body that is too large can be told apart
     # from one of exactly the limit (relay.hooks).
     app.config["MAX_CONTENT_LENGTH"] = config.ingest.max_body_bytes + 1
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, config: RelayConfig | None = No
     errors.register(app)
     app.register_blueprint(hooks.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(admin.bp)
     return app
 
 

@@ -10,7 +10,7 @@ from config.errors import ConfigError
 from config.loader import load
 from config.rules import rule_warnings
 from config.wms_events import CATALOGUE, SEVERITIES
-from relay import samples, signature
+from relay import dead_letters_cli, samples, signature
 from relay.event import Event, InvalidEvent, parse_event
 from relay.dev_run import run_dev, start_sinks
 from relay.routing import describe_route
@@ -129,3 +129,6 @@ def dev(procfile: str) -> None:
     finally:
         sinks.stop()
     sys.exit(code)
+
+
+dead_letters_cli.register(main, _load)

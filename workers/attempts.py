@@ -1,4 +1,4 @@
-"""Records of delivery attempts and final failures: what the event log and dead-letter tools read."""
+"""Records of delivery attempts: what the event log (and later the dashboard) reads."""
 
 import json
 import time
@@ -28,18 +28,6 @@ def record_attempt(
     pipe.expire(keys.attempts_key(event_id), ATTEMPTS_TTL)
     pipe.xadd(keys.ATTEMPT_LOG, {"record": text}, maxlen=ATTEMPT_LOG_MAXLEN, approximate=True)
     return record
-
-
-def record_dead_letter(pipe: Pipeline, envelope: dict, destination: str, outcome: Outcome, attempts: int) -> None:
-    """Keep a delivery that will not be retried, with its event, until an operator deals with it."""
-    now = time.time()
-    letter = {
-        "envelope": envelope, "destination": destination, "attempts": attempts, "at": round(now, 3),
-        "outcome": outcome.kind, "status": outcome.status, "detail": outcome.detail,
-    }
-    # No expiry: a dead letter must never disappear silently.
-    pipe.set(keys.dead_letter_key(destination, envelope["id"]), json.dumps(letter, separators=(",", ":")))
-    pipe.zadd(keys.DEAD_LETTERS, {f"{destination}:{envelope['id']}": now})
 
 
 def attempts_of(redis, event_id: str) -> list[dict]:

@@ -22,7 +22,8 @@ from relay import keys
 from relay.event import Event, parse_event
 from relay.inbox import FAILED_JOB_TTL, JOB_TIMEOUT, QUEUE_NAME
 from workers import runtime
-from workers.attempts import record_attempt, record_dead_letter
+from relay import dead_letters
+from workers.attempts import record_attempt
 from workers.destinations.base import Outcome
 from workers.retry import plan
 
@@ -43,7 +44,7 @@ def read_envelope(envelope: dict) -> Event:
 
 def keep_envelope(redis: Redis, envelope: dict) -> None:
     """Store the envelope once, for the retries of every destination (they carry only its id)."""
-    ttl = runtime.current().state_ttl
+    ttl = runtime.current().config.state_ttl
     redis.set(keys.event_key(envelope["id"]), json.dumps(envelope, separators=(",", ":")), ex=ttl)
 
 
@@ -61,7 +62,7 @@ def dispatch(redis: Redis, envelope: dict, event: Event, destination: str, numbe
     claimed = redis.register_script(_CLAIM_LUA)(
         keys=[keys.delivery_key(event.id), keys.LEASES],
         args=[destination, number, lease_member(event.id, destination, number), time.time() + timeout + LEASE_GRACE,
-              rt.state_ttl, "fresh" if fresh else "continue"],
+              rt.config.state_ttl, "fresh" if fresh else "continue"],
     )
     if not claimed:
         log.info("%s -> %s attempt %d: already done or in hand elsewhere; not sending", event.id, destination, number)
@@ -125,7 +126,7 @@ def _finish(redis: Redis, envelope: dict, event: Event, destination: str, number
         )
         queue.schedule_job(job, datetime.now(timezone.utc) + timedelta(seconds=step.delay), pipeline=pipe)
     elif not outcome.ok:
-        record_dead_letter(pipe, envelope, destination, outcome, number)
+        dead_letters.add(pipe, envelope, destination, outcome, number)
     pipe.execute()
     _log(event, destination, number, outcome, delay)
 

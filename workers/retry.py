@@ -36,8 +36,3 @@ def plan(policy: RetryPolicy, number: int, deferrals: int, outcome: Outcome, age
     if policy.max_age is not None and age + step.delay > policy.max_age:
         return None
     return step
-
-
-def horizon(policy: RetryPolicy) -> float:
-    """The longest a delivery can stay in retry under `policy`, deferrals included (seconds)."""
-    return sum(policy.delays) * (1 + policy.jitter) + policy.max_deferrals * policy.retry_after_cap

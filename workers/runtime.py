@@ -13,13 +13,11 @@ from http.cookiejar import DefaultCookiePolicy
 
 import requests
 
-from config.destinations import RetryPolicy
 from config.loader import load
 from config.model import RelayConfig
 from config.settings import Settings
 from workers.destinations import build_adapter
 from workers.destinations.base import Adapter
-from workers.retry import horizon
 
 # Deliveries are sent from these threads, so a job hands them over and goes on to the next
 # event: a slow destination holds up neither the other destinations nor later events. When
@@ -54,12 +52,6 @@ class Runtime:
         session = http_session()
         adapters = {name: build_adapter(name, d, settings, session) for name, d in config.destinations.items()}
         return cls(settings, config, adapters)
-
-    @property
-    def state_ttl(self) -> int:
-        """How long an event's envelope and delivery states are kept: past the longest retry horizon."""
-        policies = [d.retry for d in self.config.destinations.values()] or [RetryPolicy()]
-        return int(max(horizon(p) for p in policies)) + 86400
 
     def submit(self, task: Callable[[], None]) -> None:
         """Run `task` on a delivery thread; wait for a free one when MAX_IN_FLIGHT are busy."""

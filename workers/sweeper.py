@@ -1,5 +1,6 @@
-"""The lease sweeper: attempts whose worker died mid-send are found by their expired lease and run
-again. One sweep job is scheduled at a time; every fan-out makes sure one is.
+"""The sweeper: attempts whose worker died mid-send are found by their expired lease and run
+again, and dead letters past their retention are removed (each one logged). One sweep job is
+scheduled at a time; every fan-out makes sure one is.
 """
 
 import json
@@ -11,8 +12,9 @@ from redis import Redis
 from rq import Queue, get_current_job
 from rq.serializers import JSONSerializer
 
-from relay import keys
+from relay import dead_letters, keys
 from relay.inbox import FAILED_JOB_TTL, JOB_TIMEOUT, QUEUE_NAME
+from workers import runtime
 
 log = logging.getLogger(__name__)
 SWEEP_JOB = "workers.sweeper.sweep"
@@ -44,6 +46,7 @@ def sweep() -> int:
         found += 1
         log.warning("%s -> %s attempt %d was lost in flight (its worker stopped?); trying it again",
                     event_id, destination, number)
+    dead_letters.expire(redis, runtime.current().config.dead_letters.retention)
     redis.set(keys.SWEEPER, 1, ex=int(SWEEP_INTERVAL * 3))
     _schedule(redis)
     return found

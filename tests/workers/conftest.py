@@ -19,6 +19,7 @@ from workers import runtime
 from workers.delivery import RETRY_JOB
 
 CRM_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 FANOUT_YAML = """
 sources:
   wms: {mac_secrets: ["%(secret)s"]}
@@ -77,16 +78,26 @@ class Relay:
 
 
 @pytest.fixture
-def relay(tmp_path, redis_server, redis, http_peer, smtp_peer):
-    """The relay with all three destination types pointed at local peers, and its worker runtime."""
-    path = tmp_path / "relay.yaml"
-    path.write_text(textwrap.dedent(FANOUT_YAML % {"secret": SECRET, "http": http_peer.url, "crm_secret": CRM_SECRET}))
-    settings = Settings.from_env({
-        "REDIS_URL": redis_server.url, "RELAY_CONFIG": str(path),
-        "SMTP_URL": smtp_peer.url, "EMAIL_FROM": "relay@wms.example.com",
-    })
-    config = load_config(str(path), {}, settings)
-    runtime.install(runtime.Runtime.build(settings, config))
-    yield Relay(create_app(settings, config, redis).test_client(), redis, http_peer, smtp_peer,
-                Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer))
+def relay_factory(tmp_path, redis_server, redis, http_peer, smtp_peer):
+    """Build the relay from a config template (%(http)s, %(secret)s, %(crm_secret)s are filled in)."""
+    def make(template: str = FANOUT_YAML) -> Relay:
+        path = tmp_path / "relay.yaml"
+        path.write_text(textwrap.dedent(template % {"secret": SECRET, "http": http_peer.url, "crm_secret": CRM_SECRET}))
+        settings = Settings.from_env({
+            "REDIS_URL": redis_server.url, "RELAY_CONFIG": str(path),
+            "SMTP_URL": smtp_peer.url, "EMAIL_FROM": "relay@wms.example.com",
+            "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        })
+        config = load_config(str(path), {}, settings)
+        runtime.install(runtime.Runtime.build(settings, config))
+        return Relay(create_app(settings, config, redis).test_client(), redis, http_peer, smtp_peer,
+                     Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer))
+
+    yield make
     runtime.install(None)
+
+
+@pytest.fixture
+def relay(relay_factory):
+    """The relay with all three destination types pointed at local peers, and its worker runtime."""
+    return relay_factory()

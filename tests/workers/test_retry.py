@@ -6,7 +6,7 @@ import pytest
 
 from config.destinations import RetryPolicy
 from workers.destinations.base import Outcome
-from workers.retry import Next, horizon, plan
+from workers.retry import Next, plan
 
 SVIX = (5, 300, 1800, 7200, 18000, 36000, 36000)
 DEFAULT = RetryPolicy()
@@ -66,4 +66,4 @@ def test_max_age_gives_up_on_old_events():
 
 
 def test_the_horizon_covers_schedule_jitter_and_deferrals():
-    assert horizon(RetryPolicy(delays=[100, 200], jitter=0.5, max_deferrals=1, retry_after_cap=10)) == 460
+    assert RetryPolicy(delays=[100, 200], jitter=0.5, max_deferrals=1, retry_after_cap=10).horizon == 460

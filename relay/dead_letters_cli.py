@@ -1,0 +1,96 @@
+"""`relay dead-letters list|show|replay|purge`: the operator's hands on deliveries given up on."""
+
+import json
+import sys
+
+import click
+
+from relay import dead_letters
+from relay.redis_conn import connect
+
+
+def _filters(func):
+    for option in reversed([
+        click.option("--destination", help="Only this destination"),
+        click.option("--source", help="Only events from this source"),
+        click.option("--session", "session_id", help="Only this WMS session"),
+        click.option("--since", help="Dead since: an ISO 8601 time (UTC by default) or a duration ago, e.g. 2h"),
+        click.option("--until", help="Dead until: same forms as --since"),
+    ]):
+        func = option(func)
+    return func
+
+
+def _filter(destination, source, session_id, since, until) -> dead_letters.Filter:
+    try:
+        return dead_letters.Filter(
+            destination, source, session_id,
+            dead_letters.parse_time(since) if since else None, dead_letters.parse_time(until) if until else None,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since/--until") from None
+
+
+def register(main: click.Group, load) -> None:
+    """Add the dead-letters commands to the `relay` command; `load` reads settings and config."""
+
+    @main.group("dead-letters")
+    def group() -> None:
+        """List, show, replay and purge deliveries that will not be retried any more."""
+
+    def redis_and_config():
+        settings, config = load()
+        return connect(settings.redis_url), config
+
+    @group.command("list")
+    @_filters
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object per line")
+    def list_(as_json, **filters):
+        """List dead letters, oldest first."""
+        redis, _ = redis_and_config()
+        letters = dead_letters.find(redis, _filter(**filters))
+        for letter in letters:
+            s = letter.summary()
+            click.echo(json.dumps(s) if as_json else
+                       f"{s['at']}  {s['destination']}  {s['event_id']}  {s['status']}  {s['detail'][:80]}")
+        if not as_json:
+            click.echo(f"{len(letters)} dead letter(s)", err=True)
+
+    @group.command("show")
+    @click.argument("destination")
+    @click.argument("event_id")
+    def show(destination, event_id):
+        """Show one dead letter with its event."""
+        redis, _ = redis_and_config()
+        letter = dead_letters.get(redis, destination, event_id)
+        if letter is None:
+            click.echo(f"no dead letter for {event_id!r} to {destination!r}", err=True)
+            sys.exit(1)
+        click.echo(json.dumps({**letter.summary(), "body": letter.envelope["body"]}, indent=2))
+
+    @group.command("replay")
+    @_filters
+    @click.option("--dry-run", is_flag=True, help="Only count what would be replayed")
+    @click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="At most this many per second")
+    @click.option("--force", is_flag=True, help="Also replay to destinations that already have the event")
+    def replay(dry_run, rate, force, **filters):
+        """Deliver dead letters again, with a fresh retry schedule."""
+        redis, config = redis_and_config()
+        result = dead_letters.replay(redis, dead_letters.find(redis, _filter(**filters)), config.state_ttl,
+                                     force=force, dry_run=dry_run, rate=rate)
+        verb = "would replay" if dry_run else "replayed"
+        click.echo(f"{verb} {len(result.replayed)} dead letter(s)")
+        for letter in result.refused:
+            click.echo(f"refused {letter.event_id} -> {letter.destination}: already delivered there "
+                       "(--force replays it anyway)", err=True)
+
+    @group.command("purge")
+    @_filters
+    @click.option("--yes", is_flag=True, help="Do not ask for confirmation")
+    def purge(yes, **filters):
+        """Delete dead letters for good."""
+        redis, _ = redis_and_config()
+        letters = dead_letters.find(redis, _filter(**filters))
+        if letters and not yes:
+            click.confirm(f"delete {len(letters)} dead letter(s) for good?", abort=True)
+        click.echo(f"purged {dead_letters.purge(redis, letters)} dead letter(s)")
