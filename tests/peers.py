@@ -2,6 +2,7 @@
 
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -63,7 +64,16 @@ class HttpPeer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.errors: list[str] = []
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                # A client that hung up (a timeout test) is expected; keep it off stderr.
+                peer.errors.append(traceback.format_exc(limit=1))
+
+        self._server = Server(("127.0.0.1", self.port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def script(self, path: str, *replies: Reply) -> None:
