@@ -86,6 +86,13 @@ class RetryPolicy(Strict):
         return sum(self.delays) * (1 + self.jitter) + self.max_deferrals * self.retry_after_cap
 
 
+class PausePolicy(Strict):
+    """When a failing destination is paused: its deliveries wait instead of burning retries."""
+
+    after_failures: int = Field(default=10, ge=0)  # consecutive transient failures; 0: never pause
+    probe_every: Duration = 60.0  # how often a paused destination is tried with one waiting delivery
+
+
 class SlackDestination(Strict):
     """A Slack incoming webhook."""
 
@@ -95,6 +102,7 @@ class SlackDestination(Strict):
     template: Annotated[str, AfterValidator(_template)] | None = None
     timeout: Duration = 10.0
     retry: RetryPolicy = RetryPolicy()
+    pause: PausePolicy = PausePolicy()
 
 
 class EmailDestination(Strict):
@@ -105,6 +113,7 @@ class EmailDestination(Strict):
     cc: list[Email] = []
     timeout: Duration = 30.0
     retry: RetryPolicy = RetryPolicy()
+    pause: PausePolicy = PausePolicy()
 
 
 class HttpDestination(Strict):
@@ -117,6 +126,7 @@ class HttpDestination(Strict):
     headers: Annotated[dict[HeaderName, Secret], AfterValidator(_header_values)] = {}
     timeout: Duration = 10.0
     retry: RetryPolicy = RetryPolicy()
+    pause: PausePolicy = PausePolicy()
 
 
 Destination = Annotated[SlackDestination | EmailDestination | HttpDestination, Field(discriminator="type")]

@@ -275,6 +275,14 @@ def _cross_reference_problems(data: dict) -> list[str]:
             if isinstance(source, str) and source not in sources:
                 known = ", ".join(repr(n) for n in sources) or "none"
                 problems.append(f"rules[{i}].match.source[{j}]: undefined source {source!r} (defined: {known})")
+    announce_to = data.get("operations", {}).get("announce_to") if isinstance(data.get("operations"), dict) else None
+    if isinstance(announce_to, str):
+        target = destinations.get(announce_to)
+        if target is None:
+            problems.append(f"operations.announce_to: undefined destination {announce_to!r} (defined: {defined})")
+        elif isinstance(target, dict) and target.get("type") not in ("slack", "email"):
+            problems.append(f"operations.announce_to: must name a slack or email destination, got {announce_to!r} "
+                            f"(type {target.get('type')!r})")
     return problems
 
 

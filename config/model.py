@@ -33,6 +33,13 @@ class DeadLetters(Strict):
     retention: Duration = Field(default=14 * 86400.0, ge=86400)
 
 
+class Operations(Strict):
+    """How the relay tells operators about itself."""
+
+    # A slack or email destination that hears when a destination is paused or resumed.
+    announce_to: str | None = None
+
+
 class RelayConfig(Strict):
     """The whole config file."""
 
@@ -41,6 +48,7 @@ class RelayConfig(Strict):
     rules: list[Rule] = []
     ingest: Ingest = Ingest()
     dead_letters: DeadLetters = DeadLetters()
+    operations: Operations = Operations()
 
     @property
     def state_ttl(self) -> int:

@@ -10,7 +10,7 @@ from config.errors import ConfigError
 from config.loader import load
 from config.rules import rule_warnings
 from config.wms_events import CATALOGUE, SEVERITIES
-from relay import dead_letters_cli, samples, signature
+from relay import dead_letters_cli, destinations_cli, samples, signature
 from relay.event import Event, InvalidEvent, parse_event
 from relay.dev_run import run_dev, start_sinks
 from relay.routing import describe_route
@@ -132,3 +132,4 @@ def dev(procfile: str) -> None:
 
 
 dead_letters_cli.register(main, _load)
+destinations_cli.register(main, _load)

@@ -12,6 +12,10 @@
 - relay:dead-letter:<destination>:<event id>  string  JSON: the envelope, why it failed, how often
 - relay:dead-letters            zset    "<destination>:<event id>" scored by the time it died
 - relay:sweeper                 string  present while a lease sweep is scheduled
+- relay:destination:<name>      hash    failures (consecutive), and while paused: paused (reason),
+                                        paused_at, paused_by ("auto" or "operator")
+- relay:parked:<name>           list    JSON [event id, attempt, deferrals] of deliveries waiting
+                                        for a paused destination, oldest first
 """
 
 ATTEMPT_LOG = "relay:attempt-log"
@@ -43,3 +47,13 @@ def attempts_key(event_id: str) -> str:
 def dead_letter_key(destination: str, event_id: str) -> str:
     """One delivery that will not be retried any more."""
     return f"relay:dead-letter:{destination}:{event_id}"
+
+
+def destination_key(name: str) -> str:
+    """A destination's health: consecutive failures, and whether (and why) it is paused."""
+    return f"relay:destination:{name}"
+
+
+def parked_key(name: str) -> str:
+    """Deliveries waiting for a paused destination."""
+    return f"relay:parked:{name}"

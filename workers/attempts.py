@@ -13,8 +13,8 @@ ATTEMPT_LOG_MAXLEN = 100_000  # the global log keeps roughly this many of the ne
 
 
 def record_attempt(
-    pipe: Pipeline, event_id: str, destination: str, number: int, outcome: Outcome, duration: float,
-    next_retry_in: float | None,
+    pipe: Pipeline, event_id: str, destination: str, number: int, outcome: Outcome, next_retry_in: float | None,
+    duration: float,
 ) -> dict:
     """Queue on `pipe` the record of one attempt (per event and in the global log); return it."""
     record = {

@@ -22,7 +22,7 @@ from relay import keys
 from relay.event import Event, parse_event
 from relay.inbox import FAILED_JOB_TTL, JOB_TIMEOUT, QUEUE_NAME
 from workers import runtime
-from relay import dead_letters
+from relay import dead_letters, destination_state
 from workers.attempts import record_attempt
 from workers.destinations.base import Outcome
 from workers.retry import plan
@@ -54,21 +54,31 @@ def lease_member(event_id: str, destination: str, number: int) -> str:
 
 
 def dispatch(redis: Redis, envelope: dict, event: Event, destination: str, number: int, fresh: bool,
-             deferrals: int = 0) -> bool:
-    """Claim attempt `number` to `destination` and hand it to a delivery thread; False if not ours."""
+             deferrals: int = 0, probe: bool = False) -> bool:
+    """Claim attempt `number` to `destination` and hand it to a delivery thread (or park it while
+    the destination is paused); False if the attempt is not ours to make."""
     rt = runtime.current()
     config = rt.config.destinations.get(destination)
     timeout = config.timeout if config else 0.0
     claimed = redis.register_script(_CLAIM_LUA)(
-        keys=[keys.delivery_key(event.id), keys.LEASES],
+        keys=[keys.delivery_key(event.id), keys.LEASES, keys.destination_key(destination), keys.parked_key(destination)],
         args=[destination, number, lease_member(event.id, destination, number), time.time() + timeout + LEASE_GRACE,
-              rt.config.state_ttl, "fresh" if fresh else "continue"],
+              rt.config.state_ttl, "fresh" if fresh else "continue", parked_entry(event.id, number, deferrals),
+              "1" if probe else "0"],
     )
-    if not claimed:
+    if claimed == 0:
         log.info("%s -> %s attempt %d: already done or in hand elsewhere; not sending", event.id, destination, number)
         return False
+    if claimed == 2:
+        log.info("%s -> %s attempt %d: the destination is paused; the delivery waits", event.id, destination, number)
+        return True
     rt.submit(lambda: _send_and_finish(redis, envelope, event, destination, number, deferrals))
     return True
+
+
+def parked_entry(event_id: str, number: int, deferrals: int) -> str:
+    """How a delivery waiting for a paused destination is written in relay:parked:<name>."""
+    return json.dumps([event_id, number, deferrals])
 
 
 def retry(event_id: str, destination: str, number: int, deferrals: int = 0) -> None:
@@ -108,27 +118,50 @@ def _send(envelope: dict, event: Event, destination: str) -> tuple[Outcome, floa
 
 def _finish(redis: Redis, envelope: dict, event: Event, destination: str, number: int, deferrals: int,
             outcome: Outcome, duration: float) -> None:
+    """Record the attempt and decide what follows, all in one transaction; then pause or resume."""
     config = runtime.current().config.destinations.get(destination)
-    age = time.time() - envelope["received_at"]
-    step = plan(config.retry, number, deferrals, outcome, age) if config else None
-    delay = step.delay if step else None
+    step = plan(config.retry, number, deferrals, outcome, time.time() - envelope["received_at"]) if config else None
+    health = keys.destination_key(destination)
     pipe = redis.pipeline(transaction=True)
-    record_attempt(pipe, event.id, destination, number, outcome, duration, delay)
+    record_attempt(pipe, event.id, destination, number, outcome, step.delay if step else None, duration)
     pipe.zrem(keys.LEASES, lease_member(event.id, destination, number))
-    state = "ok" if outcome.ok else str(step.number) if step else "dead"
-    pipe.hset(keys.delivery_key(event.id), destination, state)
-    if step is not None:
-        queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
-        what = f"attempt {step.number}" + (f", deferral {step.deferrals}" if step.number == number else "")
-        job = queue.create_job(
-            RETRY_JOB, args=[event.id, destination, step.number, step.deferrals], timeout=JOB_TIMEOUT,
-            result_ttl=0, failure_ttl=FAILED_JOB_TTL, description=f"deliver {event.id} to {destination} ({what})",
-        )
-        queue.schedule_job(job, datetime.now(timezone.utc) + timedelta(seconds=step.delay), pipeline=pipe)
-    elif not outcome.ok:
-        dead_letters.add(pipe, envelope, destination, outcome, number)
-    pipe.execute()
-    _log(event, destination, number, outcome, delay)
+    health_at = len(pipe)  # where the two health replies will be in the results
+    if outcome.ok:
+        pipe.hset(health, "failures", 0)
+    else:
+        pipe.hincrby(health, "failures", 1 if outcome.kind in ("transient", "gone") else 0)
+    pipe.hget(health, "paused")
+    if outcome.kind == "gone":
+        # 410: the receiver says it is gone. It gets paused; this delivery waits with the others.
+        pipe.rpush(keys.parked_key(destination), parked_entry(event.id, number, deferrals))
+    elif step is not None:
+        pipe.hset(keys.delivery_key(event.id), destination, str(step.number))
+        _schedule_retry(pipe, redis, event.id, destination, number, step)
+    else:
+        pipe.hset(keys.delivery_key(event.id), destination, "ok" if outcome.ok else "dead")
+        if not outcome.ok:
+            dead_letters.add(pipe, envelope, destination, outcome, number)
+    results = pipe.execute()
+    _log(event, destination, number, outcome, step.delay if step else None)
+    failures, paused = results[health_at], results[health_at + 1]
+    if outcome.ok and paused:
+        destination_state.resume(redis, destination, by="a delivery succeeded")
+    elif config and outcome.kind == "gone":
+        destination_state.pause(redis, destination, f"it answered {outcome.status} (gone)", "auto",
+                                config.pause.probe_every)
+    elif config and outcome.kind == "transient" and 0 < config.pause.after_failures <= int(failures):
+        reason = f"{failures} consecutive failed attempts, the last {outcome.status} {outcome.detail!r}"
+        destination_state.pause(redis, destination, reason, "auto", config.pause.probe_every)
+
+
+def _schedule_retry(pipe, redis: Redis, event_id: str, destination: str, number: int, step) -> None:
+    queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+    what = f"attempt {step.number}" + (f", deferral {step.deferrals}" if step.number == number else "")
+    job = queue.create_job(
+        RETRY_JOB, args=[event_id, destination, step.number, step.deferrals], timeout=JOB_TIMEOUT,
+        result_ttl=0, failure_ttl=FAILED_JOB_TTL, description=f"deliver {event_id} to {destination} ({what})",
+    )
+    queue.schedule_job(job, datetime.now(timezone.utc) + timedelta(seconds=step.delay), pipeline=pipe)
 
 
 def _log(event: Event, destination: str, number: int, outcome: Outcome, delay: float | None) -> None:

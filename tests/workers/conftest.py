@@ -61,20 +61,20 @@ class Relay:
             if self.queue.count == 0:
                 return
 
-    def run_due_retries(self) -> int:
-        """Queue every scheduled retry now, as if its delay had passed; return how many."""
+    def run_due_retries(self, funcs: tuple[str, ...] = (RETRY_JOB,)) -> int:
+        """Queue every scheduled job of `funcs` now, as if its time had come; return how many."""
         registry = ScheduledJobRegistry(queue=self.queue)
-        jobs = [job for job, _ in self.scheduled()]
+        jobs = [job for job, _ in self.scheduled(funcs)]
         for job in jobs:
             registry.remove(job.id)
             self.queue.enqueue_job(job)
         return len(jobs)
 
-    def scheduled(self) -> list:
-        """The retry jobs waiting for their time (not the sweeper's), with the time each is due."""
+    def scheduled(self, funcs: tuple[str, ...] = (RETRY_JOB,)) -> list:
+        """The scheduled jobs of `funcs` (by default retries, not the sweeper), with their due times."""
         registry = ScheduledJobRegistry(queue=self.queue)
         jobs = [(self.queue.fetch_job(i), registry.get_scheduled_time(i)) for i in registry.get_job_ids()]
-        return [(job, due) for job, due in jobs if job.func_name == RETRY_JOB]
+        return [(job, due) for job, due in jobs if job.func_name in funcs]
 
 
 @pytest.fixture

@@ -62,9 +62,19 @@ class EmailAdapter:
         self._server = server
         self._sender = sender
 
+    def notify(self, text: str) -> Outcome:
+        """Mail a notice from the relay itself (a destination paused or resumed)."""
+        message = EmailMessage()
+        message["Subject"] = f"[WMS relay] {text.split('.')[0]}"
+        message["From"], message["To"] = self._sender, ", ".join(self._config.to)
+        message.set_content(text + "\n")
+        return self._send(message)
+
     def deliver(self, event: Event, body: bytes) -> Outcome:
         """Send the mail; SMTP 5xx is permanent, 4xx and connection trouble are transient."""
-        message = email_message(event, self._sender, self._config.to, self._config.cc, self._name)
+        return self._send(email_message(event, self._sender, self._config.to, self._config.cc, self._name))
+
+    def _send(self, message: EmailMessage) -> Outcome:
         password = self._server.password.reveal() if self._server.password else ""
         try:
             with self._connect() as smtp:

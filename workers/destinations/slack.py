@@ -81,6 +81,14 @@ class SlackAdapter:
         self._session = session
         self._template = compile_template(config.template) if config.template is not None else None
 
+    def notify(self, text: str) -> Outcome:
+        """Post a plain message from the relay itself (a destination paused or resumed)."""
+        url = self._config.webhook_url.reveal()
+        response = post(self._session, url, [url], self._config.timeout, json={"text": f":rotating_light: {_escape(text)}"})
+        if isinstance(response, Outcome):
+            return response
+        return classify_http(response.status_code, None, scrub(response_text(response), url)[:200])
+
     def deliver(self, event: Event, body: bytes) -> Outcome:
         """Post the Block Kit message for `event`."""
         url = self._config.webhook_url.reveal()

@@ -1,0 +1,67 @@
+"""`relay destinations [list|pause|resume]`: each destination's health, and pausing by hand."""
+
+import sys
+from datetime import datetime, timezone
+
+import click
+
+from relay import destination_state
+from relay.redis_conn import connect
+
+
+def register(main: click.Group, load) -> None:
+    """Add the destinations commands to the `relay` command; `load` reads settings and config."""
+
+    @main.group("destinations", invoke_without_command=True)
+    @click.pass_context
+    def group(ctx) -> None:
+        """Show each destination's state; pause or resume one by hand."""
+        if ctx.invoked_subcommand is None:
+            ctx.invoke(list_)
+
+    def redis_and_config():
+        settings, config = load()
+        return connect(settings.redis_url), config
+
+    @group.command("list")
+    def list_():
+        """One line per configured destination: active or paused (why, since when), failures, waiting."""
+        redis, config = redis_and_config()
+        for name, destination in config.destinations.items():
+            state = destination_state.get(redis, name)
+            if state.paused is None:
+                status = "active"
+            else:
+                since = datetime.fromtimestamp(state.paused_at or 0, timezone.utc).isoformat(timespec="seconds")
+                status = f"PAUSED by {state.paused_by} since {since}: {state.paused}"
+            click.echo(f"{name} ({destination.type}): {status}; {state.failures} consecutive failure(s), "
+                       f"{state.parked} waiting")
+
+    def known(config, name):
+        if name not in config.destinations:
+            defined = ", ".join(map(repr, config.destinations)) or "none"
+            raise click.BadParameter(f"no destination named {name!r} (defined: {defined})")
+
+    @group.command("pause")
+    @click.argument("name")
+    @click.option("--reason", default="paused by an operator", show_default=True)
+    def pause(name, reason):
+        """Pause NAME: its deliveries wait (they are not dropped) until it is resumed."""
+        redis, config = redis_and_config()
+        known(config, name)
+        if not destination_state.pause(redis, name, reason, "operator", None):
+            click.echo(f"{name} is already paused", err=True)
+            sys.exit(1)
+        click.echo(f"paused {name}")
+
+    @group.command("resume")
+    @click.argument("name")
+    def resume(name):
+        """Resume NAME and release the deliveries that waited for it."""
+        redis, config = redis_and_config()
+        known(config, name)
+        released = destination_state.resume(redis, name, by="an operator")
+        if released is None:
+            click.echo(f"{name} is not paused", err=True)
+            sys.exit(1)
+        click.echo(f"resumed {name}; released {released} waiting deliveries")

@@ -1,0 +1,127 @@
+"""Pausing: a destination that keeps failing is paused, its deliveries wait, a probe resumes it,
+and operators are told once; by hand too."""
+
+import json
+
+from click.testing import CliRunner
+
+from relay import destination_state, keys
+from relay.cli import main
+from relay.samples import sample_session, to_body
+from tests.conftest import signed_post
+from tests.peers import Reply
+from tests.workers.conftest import FANOUT_YAML
+from workers.delivery import RETRY_JOB
+
+CRM = "/crm?token=crm-token"
+SLACK = "/slack/T000/B000/XXXX"
+PAUSING = FANOUT_YAML.replace(
+    "    timeout: 2s\n", "    timeout: 2s\n    pause: {after_failures: 2, probe_every: 1s}\n"
+) + "operations: {announce_to: ops-slack}\n"
+
+
+def announcements(relay):
+    return [json.loads(r.body)["text"] for r in relay.http.to(SLACK) if "rotating_light" in r.body.decode()]
+
+
+def post(relay, events):
+    for event in events:
+        assert signed_post(relay.client, to_body(event)).status_code == 202
+
+
+def test_a_failing_destination_is_paused_its_deliveries_wait_and_a_probe_resumes_it(relay_factory):
+    relay = relay_factory(PAUSING)
+    relay.http.script(CRM, Reply(503, b"down"), Reply(503, b"down"))
+    events = sample_session(("WMS_LOADED", "CAMERA_STARTED", "MEASUREMENT_STARTED", "MEASUREMENT_CREATED"))
+    post(relay, events[:2])
+    relay.drain()
+
+    state = destination_state.get(relay.redis, "crm")
+    assert state.paused == "2 consecutive failed attempts, the last HTTP 503 'down'" and state.paused_by == "auto"
+    assert announcements(relay) == [
+        ":rotating_light: Destination crm is paused: 2 consecutive failed attempts, the last HTTP 503 'down'. "
+        "Its deliveries wait until it is resumed."
+    ]
+
+    # While paused: new events and due retries wait; nothing is sent, nothing is dead-lettered.
+    post(relay, events[2:])
+    relay.run_due_retries()
+    relay.drain()
+    assert len(relay.http.to(CRM)) == 2
+    assert destination_state.get(relay.redis, "crm").parked == 4
+    assert relay.redis.zcard(keys.DEAD_LETTERS) == 0
+
+    # The probe sends the oldest waiting delivery; the receiver is back, so the rest follow.
+    assert relay.run_due_retries((destination_state.PROBE_JOB,)) == 1
+    relay.drain()
+    delivered = [r.body for r in relay.http.to(CRM)[2:]]
+    assert sorted(delivered) == sorted(to_body(e) for e in events)  # each event exactly once
+    state = destination_state.get(relay.redis, "crm")
+    assert (state.paused, state.failures, state.parked) == (None, 0, 0)
+    assert announcements(relay)[1] == (
+        ":rotating_light: Destination crm is resumed (a delivery succeeded); 3 waiting deliveries released."
+    )
+    # A probe still scheduled finds the destination active and does nothing.
+    relay.run_due_retries((destination_state.PROBE_JOB,))
+    relay.drain()
+    assert len(relay.http.to(CRM)) == 2 + len(events)
+
+
+def test_a_410_pauses_the_destination_at_once_and_keeps_the_delivery(relay_factory):
+    relay = relay_factory(PAUSING)
+    relay.http.script(CRM, Reply(410, b"gone"))
+    (event,) = sample_session(("WMS_LOADED",))
+    post(relay, [event])
+    relay.drain()
+    state = destination_state.get(relay.redis, "crm")
+    assert (state.paused, state.parked) == ("it answered HTTP 410 (gone)", 1)
+    assert relay.redis.zcard(keys.DEAD_LETTERS) == 0 and relay.scheduled() == []
+    assert relay.run_due_retries((destination_state.PROBE_JOB,)) == 1
+    relay.drain()
+    assert [r.body for r in relay.http.to(CRM)] == [to_body(event)] * 2
+
+
+def test_operators_pause_and_resume_by_hand(relay_factory, monkeypatch):
+    relay = relay_factory(PAUSING)
+    from workers import runtime
+
+    settings = runtime.current().settings
+    for name, value in {"REDIS_URL": settings.redis_url.reveal(), "RELAY_CONFIG": settings.config_path,
+                        "SMTP_URL": settings.smtp_url.reveal(), "EMAIL_FROM": settings.email_from}.items():
+        monkeypatch.setenv(name, value)
+
+    def run(*args):
+        return CliRunner().invoke(main, ["destinations", *args], catch_exceptions=False)
+
+    assert run("pause", "crm", "--reason", "receiver maintenance").stdout == "paused crm\n"
+    assert run("pause", "crm").exit_code == 1
+    (event,) = sample_session(("WMS_LOADED",))
+    post(relay, [event])
+    relay.drain()
+    assert relay.http.to(CRM) == [] and relay.scheduled((destination_state.PROBE_JOB,)) == []  # not probed
+    listing = run().stdout.splitlines()
+    assert listing[0] == "ops-slack (slack): active; 0 consecutive failure(s), 0 waiting"
+    assert listing[2].startswith("crm (http): PAUSED by operator since ") and listing[2].endswith(
+        ": receiver maintenance; 0 consecutive failure(s), 1 waiting")
+    assert run("resume", "crm").stdout == "resumed crm; released 1 waiting deliveries\n"
+    assert run("resume", "crm").exit_code == 1
+    assert "no destination named 'nope'" in run("pause", "nope").output
+    relay.drain()
+    assert [r.body for r in relay.http.to(CRM)] == [to_body(event)]
+    assert len(announcements(relay)) == 2
+
+
+def test_a_probe_that_fails_keeps_the_destination_paused(relay_factory):
+    relay = relay_factory(PAUSING)
+    relay.http.script(CRM, *[Reply(503, b"down")] * 3)
+    events = sample_session(("WMS_LOADED", "CAMERA_STARTED"))
+    post(relay, events)
+    relay.drain()
+    relay.run_due_retries()  # their retries come due while paused: they wait
+    relay.drain()
+    relay.run_due_retries((destination_state.PROBE_JOB,))
+    relay.drain()
+    assert len(relay.http.to(CRM)) == 3  # two failures, then a failed probe
+    assert destination_state.get(relay.redis, "crm").paused is not None
+    assert len(relay.scheduled((destination_state.PROBE_JOB,))) == 1  # probing goes on
+    assert [job.args[1:] for job, _ in relay.scheduled((RETRY_JOB,))] != []  # the probed delivery retries as usual
