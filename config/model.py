@@ -38,6 +38,10 @@ class Operations(Strict):
 
     # A slack or email destination that hears when a destination is paused or resumed.
     announce_to: str | None = None
+    # An attempt still unfinished this long after its destination's timeout is presumed lost with
+    # its worker and is sent again by the sweeper, which runs this often.
+    lease_grace: Duration = 60.0
+    sweep_every: Duration = 15.0
 
 
 class RelayConfig(Strict):

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import now
@@ -61,6 +61,9 @@ class Inbox:
             result_ttl=0,  # the outcome lives in our own records, not in RQ results
             failure_ttl=FAILED_JOB_TTL,
             status=JobStatus.QUEUED,
+            # Run again if its worker dies mid-job (RQ re-queues abandoned jobs that have retries
+            # left); the delivery claims make a second run send nothing twice.
+            retry=Retry(max=3),
         )
         job.enqueued_at = now()
         fields: list = []

@@ -42,16 +42,21 @@ def free_port() -> int:
 class LocalRedis:
     """One redis-server process on 127.0.0.1, started by start() and ended by stop()."""
 
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, persist_in: str | None = None):
+        """With `persist_in` (a directory), data is kept there (AOF, fsync always) and survives a
+        restart on the same directory: for tests of what a Redis restart keeps."""
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._dir = tempfile.TemporaryDirectory(prefix="relay-redis-")
+        self._dir = None if persist_in else tempfile.TemporaryDirectory(prefix="relay-redis-")
+        self._data_dir = persist_in or self._dir.name
+        self._persist = persist_in is not None
         self._process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10.0) -> "LocalRedis":
         """Start the server and wait until it answers PING."""
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self._persist else ["--appendonly", "no"]
         args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", self._dir.name, "--loglevel", "warning"]
+                *persistence, "--dir", self._data_dir, "--loglevel", "warning"]
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         client = Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
@@ -81,7 +86,8 @@ class LocalRedis:
         if self._process is not None and self._process.stderr:
             self._process.stderr.close()
         self._process = None
-        self._dir.cleanup()
+        if self._dir is not None:
+            self._dir.cleanup()
 
     def __enter__(self) -> "LocalRedis":
         return self.start()

@@ -23,6 +23,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     at: float  # time.monotonic() when it arrived
+    status: int = 0  # what the peer answered
 
 
 @dataclass
@@ -48,9 +49,11 @@ class HttpPeer:
             def do_POST(self):  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with peer._lock:
-                    peer.requests.append(Request("POST", self.path, dict(self.headers.items()), body, time.monotonic()))
                     script = peer._scripts.get(self.path)
                     reply = script.pop(0) if script else Reply()
+                    peer.requests.append(
+                        Request("POST", self.path, dict(self.headers.items()), body, time.monotonic(), reply.status)
+                    )
                 time.sleep(reply.delay)
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():

@@ -17,7 +17,7 @@ from config.rules import rule_warnings
 from relay import logs
 from relay.inbox import QUEUE_NAME
 from relay.redis_conn import connect
-from workers import runtime
+from workers import runtime, sweeper
 
 log = logging.getLogger("workers")
 
@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     runtime.install(runtime.Runtime.build(settings, config))
     redis = connect(settings.redis_url)
     queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
-    worker = SimpleWorker([queue], connection=redis, serializer=JSONSerializer)
+    # Deliveries lost with a worker that was killed are sent again now, not a sweep later.
+    sweeper.sweep_now(redis)
+    # A minute, not RQ's ten: maintenance is when a worker takes over the scheduler of one that
+    # died, and when RQ re-queues jobs abandoned by it.
+    worker = SimpleWorker([queue], connection=redis, serializer=JSONSerializer, maintenance_interval=60)
     # The scheduler moves retry jobs to the queue when they are due; RQ runs one per Redis, so
     # every worker may start one and only one of them is active at a time.
     worker.work(burst=args.burst, logging_level=settings.log_level, with_scheduler=True)

@@ -10,9 +10,10 @@ destination can receive an event twice.
 
 import importlib.resources
 import json
+import math
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from redis import Redis
 from rq import Queue, get_current_job
@@ -29,8 +30,6 @@ from workers.retry import plan
 
 log = logging.getLogger(__name__)
 RETRY_JOB = "workers.delivery.retry"
-# An attempt not finished this long after its destination's timeout is presumed lost.
-LEASE_GRACE = 60.0
 _CLAIM_LUA = importlib.resources.files("workers").joinpath("claim.lua").read_text()
 
 
@@ -59,10 +58,10 @@ def dispatch(redis: Redis, envelope: dict, event: Event, destination: str, numbe
     the destination is paused); False if the attempt is not ours to make."""
     rt = runtime.current()
     config = rt.config.destinations.get(destination)
-    timeout = config.timeout if config else 0.0
+    lease = (config.timeout if config else 0.0) + rt.config.operations.lease_grace
     claimed = redis.register_script(_CLAIM_LUA)(
         keys=[keys.delivery_key(event.id), keys.LEASES, keys.destination_key(destination), keys.parked_key(destination)],
-        args=[destination, number, lease_member(event.id, destination, number), time.time() + timeout + LEASE_GRACE,
+        args=[destination, number, lease_member(event.id, destination, number), time.time() + lease,
               rt.config.state_ttl, "fresh" if fresh else "continue", parked_entry(event.id, number, deferrals),
               "1" if probe else "0"],
     )
@@ -161,7 +160,9 @@ def _schedule_retry(pipe, redis: Redis, event_id: str, destination: str, number:
         RETRY_JOB, args=[event_id, destination, step.number, step.deferrals], timeout=JOB_TIMEOUT,
         result_ttl=0, failure_ttl=FAILED_JOB_TTL, description=f"deliver {event_id} to {destination} ({what})",
     )
-    queue.schedule_job(job, datetime.now(timezone.utc) + timedelta(seconds=step.delay), pipeline=pipe)
+    # RQ keeps whole seconds and drops the fraction: round up, or a Retry-After could be cut short.
+    due = datetime.fromtimestamp(math.ceil(time.time() + step.delay), timezone.utc)
+    queue.schedule_job(job, due, pipeline=pipe)
 
 
 def _log(event: Event, destination: str, number: int, outcome: Outcome, delay: float | None) -> None:

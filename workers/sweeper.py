@@ -18,18 +18,30 @@ from workers import runtime
 
 log = logging.getLogger(__name__)
 SWEEP_JOB = "workers.sweeper.sweep"
-SWEEP_INTERVAL = 15.0  # seconds between sweeps
+
+
+def _interval() -> float:
+    return runtime.current().config.operations.sweep_every
 
 
 def ensure_scheduled(redis: Redis) -> None:
     """Schedule a sweep unless one is; cheap enough to call for every event (one SET NX)."""
-    if redis.set(keys.SWEEPER, 1, nx=True, ex=int(SWEEP_INTERVAL * 3)):
+    if redis.set(keys.SWEEPER, 1, nx=True, ex=int(_interval() * 3) + 1):
         _schedule(redis)
 
 
 def sweep() -> int:
     """RQ job: queue a retry for every attempt whose lease has expired; reschedule itself."""
     redis = get_current_job().connection
+    found = sweep_now(redis)
+    dead_letters.expire(redis, runtime.current().config.dead_letters.retention)
+    redis.set(keys.SWEEPER, 1, ex=int(_interval() * 3) + 1)
+    _schedule(redis)
+    return found
+
+
+def sweep_now(redis: Redis) -> int:
+    """Queue a retry for every attempt whose lease has expired (a worker also does this as it starts)."""
     queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
     found = 0
     for member in redis.zrangebyscore(keys.LEASES, "-inf", time.time()):
@@ -46,9 +58,6 @@ def sweep() -> int:
         found += 1
         log.warning("%s -> %s attempt %d was lost in flight (its worker stopped?); trying it again",
                     event_id, destination, number)
-    dead_letters.expire(redis, runtime.current().config.dead_letters.retention)
-    redis.set(keys.SWEEPER, 1, ex=int(SWEEP_INTERVAL * 3))
-    _schedule(redis)
     return found
 
 
@@ -56,4 +65,4 @@ def _schedule(redis: Redis) -> None:
     queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
     job = queue.create_job(SWEEP_JOB, timeout=JOB_TIMEOUT, result_ttl=0, failure_ttl=FAILED_JOB_TTL,
                            description="sweep lost deliveries")
-    queue.schedule_job(job, datetime.now(timezone.utc) + timedelta(seconds=SWEEP_INTERVAL))
+    queue.schedule_job(job, datetime.now(timezone.utc) + timedelta(seconds=_interval()))

@@ -92,8 +92,7 @@ def test_a_failing_destination_does_not_stop_or_repeat_the_others(relay):
     assert len(relay.http.to(SLACK_PATH)) == 1
     ((job, due),) = relay.scheduled()
     assert job.args[1:] == ["ops-slack", 2, 0]
-    # 5 s +-20%; RQ keeps whole seconds, and a little time has passed since it was scheduled
-    assert 3 <= (due - datetime.now(timezone.utc)).total_seconds() <= 6.5
+    assert 3 <= (due - datetime.now(timezone.utc)).total_seconds() <= 7.1  # 5 s +-20%, rounded up to a second
 
     assert relay.run_due_retries() == 1
     relay.drain()

@@ -1,0 +1,126 @@
+"""Delivery under faults, with the real Procfile processes on loopback: retries through RQ's
+scheduler, Retry-After, a worker killed mid-delivery, and Redis stopped under a running web process."""
+
+import signal
+import time
+
+import pytest
+import requests
+
+from relay.local_redis import LocalRedis, free_port
+from relay.samples import sample_event, sample_session
+from tests.peers import Reply
+from tests.test_processes import procfile_command, process_env, signed, start, stop, wait_for
+
+CONFIG = """\
+sources: {wms: {mac_secrets: ["${WMS_MAC_SECRET}"]}}
+destinations:
+  crm:
+    type: http
+    url: "%(url)s/in"
+    signing_secret: s
+    timeout: 2s
+    retry: {delays: [1s, 1s, 1s], jitter: 0}
+rules: [{name: all, match: {}, to: [crm]}]
+operations: {lease_grace: 1s, sweep_every: 1s}
+"""
+
+
+@pytest.fixture
+def fault_env(tmp_path, redis_server, redis, http_peer):
+    """The environment for Procfile processes whose one destination is the HTTP peer at /in."""
+    path = tmp_path / "faults.yaml"
+    path.write_text(CONFIG % {"url": http_peer.url})
+    return process_env(REDIS_URL=redis_server.url, RELAY_CONFIG=str(path))
+
+
+def accept(app_env, events):
+    """POST signed events through the real app; all must be accepted."""
+    from config.loader import load
+    from relay.app import create_app
+
+    client = create_app(*load(app_env)).test_client()
+    for event in events:
+        body, headers = signed(event)
+        assert client.post("/hooks/wms", data=body, headers=headers).status_code == 202
+
+
+def test_503_twice_then_200_is_delivered_once(tmp_path, fault_env, http_peer):
+    http_peer.script("/in", Reply(503, b"busy"), Reply(503, b"busy"))
+    (event,) = sample_session(("API_ERROR",))
+    accept(fault_env, [event])
+    worker = start(procfile_command("worker"), fault_env, tmp_path / "worker.log")
+    try:
+        wait_for(lambda: len(http_peer.to("/in")) >= 3, 30, "two retries through the scheduler")
+        time.sleep(1.5)  # nothing more may come
+    finally:
+        stop(worker)
+    sent = http_peer.to("/in")
+    assert len(sent) == 3 and len({r.body for r in sent}) == 1
+    assert sent[2].at - sent[0].at >= 1.5  # two 1 s delays; RQ schedules to the whole second
+
+
+def test_429_with_retry_after_waits_at_least_that_long(tmp_path, fault_env, http_peer):
+    http_peer.script("/in", Reply(429, b"slow down", {"Retry-After": "1"}))
+    accept(fault_env, sample_session(("API_ERROR",)))
+    worker = start(procfile_command("worker"), fault_env, tmp_path / "worker.log")
+    try:
+        wait_for(lambda: len(http_peer.to("/in")) == 2, 30, "the deferred attempt")
+    finally:
+        stop(worker)
+    first, second = http_peer.to("/in")
+    assert second.at - first.at >= 1.0
+
+
+def test_a_worker_killed_mid_delivery_is_covered_by_the_next_one(tmp_path, fault_env, http_peer, redis):
+    http_peer.script("/in", Reply(delay=1.5))  # the first send is still in flight when the worker dies
+    (event,) = sample_session(("API_ERROR",))
+    accept(fault_env, [event])
+    first = start(procfile_command("worker"), fault_env, tmp_path / "first.log")
+    try:
+        wait_for(lambda: len(http_peer.to("/in")) == 1, 20, "the first send")
+    finally:
+        stop(first, signal.SIGKILL)
+    # The lease (timeout 2 s + grace 1 s) runs out; a new worker sweeps it up as it starts.
+    time.sleep(3.5)
+    second = start(procfile_command("worker"), fault_env, tmp_path / "second.log")
+    try:
+        wait_for(lambda: len(http_peer.to("/in")) == 2, 20, "the delivery by the second worker")
+        time.sleep(1.0)
+    finally:
+        stop(second)
+    sent = http_peer.to("/in")
+    assert len(sent) == 2  # delivered, with exactly the one duplicate that the kill allows
+    assert "was lost in flight (its worker stopped?); trying it again" in (tmp_path / "second.log").read_text()
+
+
+def test_redis_stopped_under_the_web_process_loses_nothing_it_accepted(tmp_path, http_peer):
+    data = tmp_path / "redis-data"
+    data.mkdir()
+    server = LocalRedis(persist_in=str(data)).start()
+    path = tmp_path / "faults.yaml"
+    path.write_text(CONFIG % {"url": http_peer.url})
+    port = free_port()
+    env = process_env(REDIS_URL=server.url, RELAY_CONFIG=str(path), PORT=str(port))
+    web = start(procfile_command("web"), env, tmp_path / "web.log")
+    url = f"http://127.0.0.1:{port}/hooks/wms"
+    events = sample_session(("WMS_LOADED", "CAMERA_STARTED", "MEASUREMENT_STARTED", "MEASUREMENT_CREATED"))
+    try:
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).ok, 20, "the web process")
+        for event in events:
+            body, headers = signed(event)
+            assert requests.post(url, data=body, headers=headers, timeout=5).status_code == 202
+        server.stop()
+        body, headers = signed(sample_event("PAGE_UNLOADED", "other", 0, timestamp=int(time.time())))
+        refused = requests.post(url, data=body, headers=headers, timeout=10)
+        assert (refused.status_code, refused.headers["Retry-After"]) == (503, "5")
+        server = LocalRedis(port=server.port, persist_in=str(data)).start()
+        worker = start(procfile_command("worker"), env, tmp_path / "worker.log")
+        try:
+            wait_for(lambda: len(http_peer.to("/in")) == len(events), 30, "every accepted event")
+        finally:
+            stop(worker)
+    finally:
+        stop(web)
+        server.stop()
+    assert sorted(r.body for r in http_peer.to("/in")) == sorted(signed(e)[0] for e in events)
