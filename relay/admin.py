@@ -52,7 +52,7 @@ def show_dead_letter(destination: str, event_id: str):
     letter = dead_letters.get(_redis(), destination, event_id)
     if letter is None:
         raise ApiError(404, "not_found", f"no dead letter for {event_id!r} to {destination!r}")
-    return jsonify(**letter.summary(), body=letter.envelope["body"])
+    return jsonify(**letter.summary(), body=letter.envelope["body"], attempt_records=dead_letters.attempts(_redis(), letter))
 
 
 @bp.post("/dead-letters/replay")

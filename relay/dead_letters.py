@@ -122,6 +122,12 @@ def find(redis: Redis, which: Filter, limit: int | None = None) -> list[DeadLett
     return found
 
 
+def attempts(redis: Redis, letter: DeadLetter) -> list[dict]:
+    """Every recorded attempt of this letter's delivery, oldest first (records are kept 14 days)."""
+    records = (json.loads(r) for r in redis.lrange(keys.attempts_key(letter.event_id), 0, -1))
+    return [r for r in records if r["destination"] == letter.destination]
+
+
 def purge(redis: Redis, letters: list[DeadLetter]) -> int:
     """Delete `letters`; return how many there were."""
     pipe = redis.pipeline(transaction=True)

@@ -66,7 +66,8 @@ def register(main: click.Group, load) -> None:
         if letter is None:
             click.echo(f"no dead letter for {event_id!r} to {destination!r}", err=True)
             sys.exit(1)
-        click.echo(json.dumps({**letter.summary(), "body": letter.envelope["body"]}, indent=2))
+        shown = {**letter.summary(), "body": letter.envelope["body"], "attempt_records": dead_letters.attempts(redis, letter)}
+        click.echo(json.dumps(shown, indent=2))
 
     @group.command("replay")
     @_filters

@@ -94,6 +94,21 @@ def test_a_worker_killed_mid_delivery_is_covered_by_the_next_one(tmp_path, fault
     assert "was lost in flight (its worker stopped?); trying it again" in (tmp_path / "second.log").read_text()
 
 
+def test_sigterm_lets_the_delivery_in_flight_finish(tmp_path, fault_env, http_peer, redis):
+    http_peer.script("/in", Reply(delay=1.5))
+    (event,) = sample_session(("API_ERROR",))
+    accept(fault_env, [event])
+    worker = start(procfile_command("worker"), fault_env, tmp_path / "worker.log")
+    try:
+        wait_for(lambda: len(http_peer.to("/in")) == 1, 20, "the send")
+    finally:
+        code = stop(worker, signal.SIGTERM)  # as a platform restart does, mid-send
+    assert code == 0, (tmp_path / "worker.log").read_text()
+    event_id = f"wms:{event['sessionId']}:0"
+    assert redis.hget(f"relay:delivery:{event_id}", "crm") == b"ok"  # finished and recorded before exiting
+    assert redis.zcard("relay:leases") == 0
+
+
 def test_redis_stopped_under_the_web_process_loses_nothing_it_accepted(tmp_path, http_peer):
     data = tmp_path / "redis-data"
     data.mkdir()

@@ -140,6 +140,7 @@ def test_the_cli_lists_shows_replays_and_purges(relay, cli_env):
     assert run("list").stderr == "2 dead letter(s)\n"
     shown = json.loads(run("show", "crm", ids[0]).stdout)
     assert (shown["status"], shown["detail"], json.loads(shown["body"])["sequence"]) == ("HTTP 400", "rejected", 0)
+    assert [(a["attempt"], a["outcome"], a["status"]) for a in shown["attempt_records"]] == [(1, "permanent", "HTTP 400")]
     assert run("show", "crm", "wms:nope:1").exit_code == 1
 
     assert run("replay", "--dry-run").stdout == "would replay 2 dead letter(s)\n"
@@ -173,6 +174,7 @@ def test_the_admin_api_lists_shows_replays_and_purges(relay):
     assert (listed["count"], [l["event_id"] for l in listed["dead_letters"]]) == (2, ids)
     shown = admin(relay, "get", f"/dead-letters/crm/{ids[0]}").json
     assert shown["event_id"] == ids[0] and json.loads(shown["body"])["sequence"] == 0
+    assert [a["status"] for a in shown["attempt_records"]] == ["HTTP 400"]
     assert admin(relay, "get", "/dead-letters/crm/wms:nope:1").status_code == 404
     assert admin(relay, "post", "/dead-letters/replay", json={"dry_run": True}).json == {"dry_run": True, "replayed": 2, "refused": []}
     assert admin(relay, "post", "/dead-letters/replay", json={"rate": "fast"}).json == {
