@@ -129,7 +129,7 @@ def _finish(redis: Redis, envelope: dict, event: Event, destination: str, number
         pipe.hset(health, "failures", 0)
     else:
         pipe.hincrby(health, "failures", 1 if outcome.kind in ("transient", "gone") else 0)
-    pipe.hget(health, "paused")
+    pipe.hmget(health, "paused", "paused_by")
     if outcome.kind == "gone":
         # 410: the receiver says it is gone. It gets paused; this delivery waits with the others.
         pipe.rpush(keys.parked_key(destination), parked_entry(event.id, number, deferrals))
@@ -142,8 +142,9 @@ def _finish(redis: Redis, envelope: dict, event: Event, destination: str, number
             dead_letters.add(pipe, envelope, destination, outcome, number)
     results = pipe.execute()
     _log(event, destination, number, outcome, step.delay if step else None)
-    failures, paused = results[health_at], results[health_at + 1]
-    if outcome.ok and paused:
+    failures, (paused, paused_by) = results[health_at], results[health_at + 1]
+    # Only a pause of our own is lifted by a success: an operator's pause waits for the operator.
+    if outcome.ok and paused and paused_by == b"auto":
         destination_state.resume(redis, destination, by="a delivery succeeded")
     elif config and outcome.kind == "gone":
         destination_state.pause(redis, destination, f"it answered {outcome.status} (gone)", "auto",
@@ -171,5 +172,7 @@ def _log(event: Event, destination: str, number: int, outcome: Outcome, delay: f
         log.info(what)
     elif delay is not None:
         log.warning("%s %r; retrying in %.0fs", what, outcome.detail, delay)
+    elif outcome.kind == "gone":
+        log.error("%s %r; the destination is paused and the delivery waits", what, outcome.detail)
     else:
         log.error("%s %r; dead-lettered", what, outcome.detail)

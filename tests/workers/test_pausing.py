@@ -2,6 +2,7 @@
 and operators are told once; by hand too."""
 
 import json
+import threading
 
 from click.testing import CliRunner
 
@@ -11,6 +12,7 @@ from relay.samples import sample_session, to_body
 from tests.conftest import signed_post
 from tests.peers import Reply
 from tests.workers.conftest import FANOUT_YAML
+from workers import runtime
 from workers.delivery import RETRY_JOB
 
 CRM = "/crm?token=crm-token"
@@ -83,8 +85,6 @@ def test_a_410_pauses_the_destination_at_once_and_keeps_the_delivery(relay_facto
 
 def test_operators_pause_and_resume_by_hand(relay_factory, monkeypatch):
     relay = relay_factory(PAUSING)
-    from workers import runtime
-
     settings = runtime.current().settings
     for name, value in {"REDIS_URL": settings.redis_url.reveal(), "RELAY_CONFIG": settings.config_path,
                         "SMTP_URL": settings.smtp_url.reveal(), "EMAIL_FROM": settings.email_from}.items():
@@ -125,3 +125,18 @@ def test_a_probe_that_fails_keeps_the_destination_paused(relay_factory):
     assert destination_state.get(relay.redis, "crm").paused is not None
     assert len(relay.scheduled((destination_state.PROBE_JOB,))) == 1  # probing goes on
     assert [job.args[1:] for job, _ in relay.scheduled((RETRY_JOB,))] != []  # the probed delivery retries as usual
+
+
+def test_a_success_in_flight_does_not_lift_an_operators_pause(relay_factory):
+    relay = relay_factory(PAUSING)
+    relay.http.script(CRM, Reply(delay=0.5))
+    (event,) = sample_session(("WMS_LOADED",))
+    post(relay, [event])
+    pause = threading.Timer(0.2, destination_state.pause, (relay.redis, "crm", "maintenance", "operator", None))
+    pause.start()  # the operator pauses while the send is in flight
+    relay.drain()
+    pause.join()
+    assert runtime.current().wait_idle(5)
+    assert len(relay.http.to(CRM)) == 1
+    state = destination_state.get(relay.redis, "crm")
+    assert (state.paused, state.paused_by) == ("maintenance", "operator")
