@@ -6,18 +6,14 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from redis import Redis
-from rq import Queue
-from rq.serializers import JSONSerializer
 
 from config.durations import parse_duration
-from relay import keys
-from relay.inbox import FAILED_JOB_TTL, JOB_TIMEOUT, QUEUE_NAME
+from relay import jobs, keys
 
 log = logging.getLogger(__name__)
-RETRY_JOB = "workers.delivery.retry"  # named, not imported: relay never imports workers
 
 
 @dataclass(frozen=True)
@@ -153,9 +149,7 @@ def replay(redis: Redis, letters: list[DeadLetter], state_ttl: int, *, force: bo
     A letter whose destination already has the event is refused unless `force`: replaying it
     would deliver the event twice.
     """
-    queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
     replayed, refused = [], []
-    start = datetime.now(timezone.utc)
     for letter in letters:
         state = redis.hget(keys.delivery_key(letter.event_id), letter.destination)
         if state == b"ok" and not force:
@@ -164,20 +158,20 @@ def replay(redis: Redis, letters: list[DeadLetter], state_ttl: int, *, force: bo
         replayed.append(letter)
         if dry_run:
             continue
+        # A replay is a fresh start: its age (for max_age) counts from now.
+        envelope = {**letter.envelope, "replayed_at": time.time()}
         pipe = redis.pipeline(transaction=True)
         pipe.multi()  # before any command: RQ's enqueue_job expects to join a MULTI
-        pipe.set(keys.event_key(letter.event_id), json.dumps(letter.envelope, separators=(",", ":")), ex=state_ttl)
-        pipe.hset(keys.delivery_key(letter.event_id), letter.destination, "1")
+        pipe.set(keys.event_key(letter.event_id), json.dumps(envelope, separators=(",", ":")), ex=state_ttl)
+        pipe.hset(keys.delivery_key(letter.event_id), letter.destination, "1.0")
         pipe.expire(keys.delivery_key(letter.event_id), state_ttl)
-        job = queue.create_job(
-            RETRY_JOB, args=[letter.event_id, letter.destination, 1, 0], timeout=JOB_TIMEOUT, result_ttl=0,
-            failure_ttl=FAILED_JOB_TTL, description=f"replay {letter.event_id} to {letter.destination}",
-        )
+        job = jobs.make(redis, jobs.RETRY, [letter.event_id, letter.destination, 1, 0],
+                        f"replay {letter.event_id} to {letter.destination}")
         # The rate cap spreads the replays over time through the scheduler, rather than sleeping here.
         if rate:
-            queue.schedule_job(job, start + timedelta(seconds=(len(replayed) - 1) / rate), pipeline=pipe)
+            jobs.schedule(redis, job, (len(replayed) - 1) / rate, pipe)
         else:
-            queue.enqueue_job(job, pipeline=pipe)
+            jobs.enqueue(redis, job, pipe)
         pipe.delete(keys.dead_letter_key(letter.destination, letter.event_id))
         pipe.zrem(keys.DEAD_LETTERS, _member(letter.destination, letter.event_id))
         pipe.execute()

@@ -1,29 +1,25 @@
 """Each destination's health: consecutive failures, paused or active, deliveries waiting.
 
-A paused destination is sent nothing: its deliveries are parked, not dropped and not
-dead-lettered. A probe job tries it with one waiting delivery every `pause.probe_every`; the
-first success resumes it and releases everything parked. Operators pause and resume by hand
-(`relay destinations`); a destination paused by hand is not probed. Pausing and resuming are
-logged and announced once to `operations.announce_to`.
+A paused destination is sent nothing: its deliveries are parked, with their envelopes, in
+relay:parked:<name>; they are neither dropped nor dead-lettered, however long the pause. A probe
+job sends the oldest waiting delivery every `pause.probe_every`; its first success resumes the
+destination and releases everything parked, and a failed probe leaves the delivery first in line.
+Operators pause and resume by hand (`relay destinations`); a pause by hand is never probed and
+only lifted by hand. Pausing and resuming are logged and announced once to operations.announce_to.
 """
 
 import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 
 from redis import Redis
-from rq import Queue
-from rq.serializers import JSONSerializer
+from redis.exceptions import WatchError
 
-from relay import keys
-from relay.inbox import FAILED_JOB_TTL, JOB_TIMEOUT, QUEUE_NAME
+from relay import jobs, keys
 
 log = logging.getLogger(__name__)
-PROBE_JOB = "workers.pausing.probe"  # named, not imported: relay never imports workers
-ANNOUNCE_JOB = "workers.pausing.announce"
-RETRY_JOB = "workers.delivery.retry"
+RELEASE_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -38,6 +34,26 @@ class State:
     parked: int  # deliveries waiting
 
 
+@dataclass(frozen=True)
+class Parked:
+    """A delivery waiting for a paused destination: everything needed to send it later."""
+
+    event_id: str
+    number: int
+    deferrals: int
+    envelope_json: str
+
+    def to_json(self) -> str:
+        """The entry as stored in relay:parked:<name> (workers/claim.lua writes the same shape)."""
+        return json.dumps([self.event_id, self.number, self.deferrals, self.envelope_json])
+
+    @classmethod
+    def from_json(cls, text: bytes | str) -> "Parked":
+        """Read an entry of relay:parked:<name>."""
+        event_id, number, deferrals, envelope_json = json.loads(text)
+        return cls(event_id, int(number), int(deferrals), envelope_json)
+
+
 def get(redis: Redis, name: str) -> State:
     """The stored state of destination `name` (active with no failures when nothing is stored)."""
     pipe = redis.pipeline(transaction=False)
@@ -50,47 +66,78 @@ def get(redis: Redis, name: str) -> State:
                  float(paused_at) if paused_at else None, text.get("paused_by"), parked)
 
 
+def names_with_parked(redis: Redis) -> list[str]:
+    """Destinations that have deliveries waiting, configured or not (a removed one may)."""
+    prefix = len(keys.parked_key(""))
+    return sorted(k.decode()[prefix:] for k in redis.scan_iter(match=keys.parked_key("*"), count=500))
+
+
 def pause(redis: Redis, name: str, reason: str, by: str, probe_every: float | None) -> bool:
-    """Pause `name` unless it is paused already; True when this call paused it."""
-    if not redis.hsetnx(keys.destination_key(name), "paused", reason):
-        return False
-    redis.hset(keys.destination_key(name), mapping={"paused_at": time.time(), "paused_by": by})
-    queue = _queue(redis)
-    if by == "auto" and probe_every:
-        job = queue.create_job(PROBE_JOB, args=[name], timeout=JOB_TIMEOUT, result_ttl=0, failure_ttl=FAILED_JOB_TTL,
-                               description=f"probe paused destination {name}")
-        queue.schedule_job(job, datetime.now(timezone.utc) + timedelta(seconds=probe_every))
-    text = f"Destination {name} is paused: {reason}. Its deliveries wait until it is resumed."
+    """Pause `name` unless it is paused already; True when this call paused it.
+
+    The state, the first probe and the announcement are written in one transaction.
+    """
+    key = keys.destination_key(name)
+    with redis.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(key)
+            if pipe.hexists(key, "paused"):
+                return False
+            pipe.multi()
+            fields = {"paused": reason, "paused_at": time.time(), "paused_by": by}
+            if by == "auto" and probe_every:
+                probe = jobs.make(redis, jobs.PROBE, [name], f"probe paused destination {name}")
+                fields["probe_job"] = probe.id
+                jobs.schedule(redis, probe, probe_every, pipe)
+            pipe.hset(key, mapping=fields)
+            text = f"Destination {name} is paused: {reason}. Its deliveries wait until it is resumed."
+            jobs.enqueue(redis, jobs.make(redis, jobs.ANNOUNCE, [text], "announce to operations"), pipe)
+            pipe.execute()
+        except WatchError:
+            return False  # paused (or changed) by someone else meanwhile
     log.warning(text)
-    _announce(queue, text)
     return True
 
 
-def resume(redis: Redis, name: str, by: str) -> int | None:
-    """Resume `name` and release its parked deliveries; how many were released, None if it was not paused."""
-    if not redis.hdel(keys.destination_key(name), "paused"):
+def resume(redis: Redis, name: str, by: str, state_ttl: int) -> int | None:
+    """Resume `name` and release its parked deliveries; how many were released, None if not paused.
+
+    Everything parked is released before the pause is lifted, and once more after, for deliveries
+    parked in between: an interrupted resume leaves the destination paused, to be resumed again.
+    """
+    if not redis.hexists(keys.destination_key(name), "paused"):
         return None
-    redis.hset(keys.destination_key(name), "failures", 0)
-    redis.hdel(keys.destination_key(name), "paused_at", "paused_by")
-    queue = _queue(redis)
-    released = 0
-    while (entry := redis.lpop(keys.parked_key(name))) is not None:
-        event_id, number, deferrals = json.loads(entry)
-        job = queue.create_job(RETRY_JOB, args=[event_id, name, number, deferrals], timeout=JOB_TIMEOUT,
-                               result_ttl=0, failure_ttl=FAILED_JOB_TTL,
-                               description=f"deliver {event_id} to {name} (attempt {number}, released)")
-        queue.enqueue_job(job)
-        released += 1
+    released = _release_all(redis, name, state_ttl)
+    pipe = redis.pipeline(transaction=True)
+    pipe.hdel(keys.destination_key(name), "paused", "paused_at", "paused_by", "probe_job")
+    pipe.hset(keys.destination_key(name), "failures", 0)
+    pipe.execute()
+    released += _release_all(redis, name, state_ttl)
     text = f"Destination {name} is resumed ({by}); {released} waiting deliveries released."
     log.warning(text)
-    _announce(queue, text)
+    jobs.enqueue(redis, jobs.make(redis, jobs.ANNOUNCE, [text], "announce to operations"))
     return released
 
 
-def _queue(redis: Redis) -> Queue:
-    return Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+def restore(pipe, name: str, parked: Parked, state_ttl: int) -> None:
+    """Queue on `pipe` what a parked delivery needs to be sent: its envelope and its state."""
+    pipe.set(keys.event_key(parked.event_id), parked.envelope_json, ex=state_ttl)
+    pipe.hset(keys.delivery_key(parked.event_id), name, f"{parked.number}.{parked.deferrals}")
+    pipe.expire(keys.delivery_key(parked.event_id), state_ttl)
 
 
-def _announce(queue: Queue, text: str) -> None:
-    queue.enqueue_job(queue.create_job(ANNOUNCE_JOB, args=[text], timeout=JOB_TIMEOUT, result_ttl=0,
-                                       failure_ttl=FAILED_JOB_TTL, description="announce to operations"))
+def _release_all(redis: Redis, name: str, state_ttl: int) -> int:
+    released = 0
+    while entries := redis.lrange(keys.parked_key(name), 0, RELEASE_BATCH - 1):
+        pipe = redis.pipeline(transaction=True)
+        pipe.multi()  # before any command: RQ's enqueue_job expects to join a MULTI
+        for entry in entries:
+            parked = Parked.from_json(entry)
+            restore(pipe, name, parked, state_ttl)
+            job = jobs.make(redis, jobs.RETRY, [parked.event_id, name, parked.number, parked.deferrals],
+                            f"deliver {parked.event_id} to {name} (attempt {parked.number}, released)")
+            jobs.enqueue(redis, job, pipe)
+        pipe.ltrim(keys.parked_key(name), len(entries), -1)
+        pipe.execute()
+        released += len(entries)
+    return released

@@ -60,7 +60,7 @@ def register(main: click.Group, load) -> None:
         """Resume NAME and release the deliveries that waited for it."""
         redis, config = redis_and_config()
         known(config, name)
-        released = destination_state.resume(redis, name, by="an operator")
+        released = destination_state.resume(redis, name, "an operator", config.state_ttl)
         if released is None:
             click.echo(f"{name} is not paused", err=True)
             sys.exit(1)

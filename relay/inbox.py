@@ -12,19 +12,15 @@ import time
 from dataclasses import dataclass
 
 from redis import Redis
-from rq import Queue, Retry
+from rq import Retry
 from rq.job import JobStatus
-from rq.serializers import JSONSerializer
 from rq.utils import now
 
+from relay import jobs
 from relay.event import Event
 from relay.keys import dedup_key
 
-QUEUE_NAME = "events"
 ENVELOPE_VERSION = 1
-FANOUT_JOB = "workers.fanout.fan_out"  # named, not imported: relay never imports workers
-JOB_TIMEOUT = 300  # seconds one fan-out job may run before RQ stops it
-FAILED_JOB_TTL = 14 * 86400  # keep failed jobs for an operator to inspect
 _ACCEPT_LUA = importlib.resources.files("relay").joinpath("accept.lua").read_text()
 
 
@@ -41,7 +37,7 @@ class Inbox:
 
     def __init__(self, redis: Redis, dedup_window_seconds: float):
         self.redis = redis
-        self.queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+        self.queue = jobs.queue(redis)
         self._ttl = max(1, int(dedup_window_seconds))
         self._accept = redis.register_script(_ACCEPT_LUA)
 
@@ -53,18 +49,10 @@ class Inbox:
         }
         # Built by RQ itself so the worker reads it like any enqueued job; RQ's own unique
         # enqueue (rq.scripts) writes the same fields from a Lua script.
-        job = self.queue.create_job(
-            FANOUT_JOB,
-            args=[envelope],
-            description=f"fan out {event.id}",
-            timeout=JOB_TIMEOUT,
-            result_ttl=0,  # the outcome lives in our own records, not in RQ results
-            failure_ttl=FAILED_JOB_TTL,
-            status=JobStatus.QUEUED,
-            # Run again if its worker dies mid-job (RQ re-queues abandoned jobs that have retries
-            # left); the delivery claims make a second run send nothing twice.
-            retry=Retry(max=3),
-        )
+        # Run again if its worker dies mid-job (RQ re-queues abandoned jobs that have retries
+        # left); the delivery claims make a second run send nothing twice.
+        job = jobs.make(self.redis, jobs.FANOUT, [envelope], f"fan out {event.id}", status=JobStatus.QUEUED,
+                        retry=Retry(max=3))
         job.enqueued_at = now()
         fields: list = []
         for name, value in job.to_dict().items():

@@ -19,7 +19,7 @@ from rq.serializers import JSONSerializer
 
 from config.loader import load
 from relay.app import create_app
-from relay.inbox import QUEUE_NAME
+from relay.jobs import QUEUE_NAME
 from relay.local_redis import free_port
 from relay.samples import sample_event, to_body
 from relay.signature import compute

@@ -8,14 +8,14 @@ import argparse
 import logging
 import sys
 
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from config.errors import ConfigError
 from config.loader import load
 from config.rules import rule_warnings
 from relay import logs
-from relay.inbox import QUEUE_NAME
+from relay import jobs
 from relay.redis_conn import connect
 from workers import runtime, sweeper
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("%s: %s", settings.config_path, warning)
     runtime.install(runtime.Runtime.build(settings, config))
     redis = connect(settings.redis_url)
-    queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+    queue = jobs.queue(redis)
     # Deliveries lost with a worker that was killed are sent again now, not a sweep later.
     sweeper.sweep_now(redis)
     # A minute, not RQ's ten: maintenance is when a worker takes over the scheduler of one that

@@ -2,35 +2,33 @@
 then record it and schedule the next attempt or give up, in one transaction.
 
 At most once per (destination, event id) in normal operation: relay:delivery:<event id> holds each
-destination's state, and an attempt must claim it (workers/claim.lua), so neither a job that runs
-twice nor a duplicate retry sends again. At least once when a worker dies mid-send: the attempt's
-lease expires and the sweeper (workers/sweeper.py) runs it again; that window is the only way a
-destination can receive an event twice.
+destination's state ("<attempt>.<deferrals>", "ok" or "dead"), and an attempt must claim it
+(workers/claim.lua), so neither a job that runs twice nor a duplicate retry sends again. At least
+once when a worker dies mid-send: the attempt's lease expires and the sweeper (workers/sweeper.py)
+runs it again; only the attempt that still owns the delivery decides what follows
+(workers/release.lua). That window is the only way a destination can receive an event twice.
 """
 
 import importlib.resources
 import json
-import math
 import logging
 import time
-from datetime import datetime, timezone
+import uuid
 
 from redis import Redis
-from rq import Queue, get_current_job
-from rq.serializers import JSONSerializer
+from rq import get_current_job
 
-from relay import keys
+from relay import dead_letters, destination_state, jobs, keys
+from relay.destination_state import Parked
 from relay.event import Event, parse_event
-from relay.inbox import FAILED_JOB_TTL, JOB_TIMEOUT, QUEUE_NAME
 from workers import runtime
-from relay import dead_letters, destination_state
 from workers.attempts import record_attempt
 from workers.destinations.base import Outcome
-from workers.retry import plan
+from workers.retry import Next, plan
 
 log = logging.getLogger(__name__)
-RETRY_JOB = "workers.delivery.retry"
 _CLAIM_LUA = importlib.resources.files("workers").joinpath("claim.lua").read_text()
+_RELEASE_LUA = importlib.resources.files("workers").joinpath("release.lua").read_text()
 
 
 def read_envelope(envelope: dict) -> Event:
@@ -47,23 +45,28 @@ def keep_envelope(redis: Redis, envelope: dict) -> None:
     redis.set(keys.event_key(envelope["id"]), json.dumps(envelope, separators=(",", ":")), ex=ttl)
 
 
-def lease_member(event_id: str, destination: str, number: int) -> str:
+def lease_member(event_id: str, destination: str, number: int, deferrals: int) -> str:
     """How an in-flight attempt is named in relay:leases."""
-    return json.dumps([event_id, destination, number])
+    return json.dumps([event_id, destination, number, deferrals])
 
 
 def dispatch(redis: Redis, envelope: dict, event: Event, destination: str, number: int, fresh: bool,
-             deferrals: int = 0, probe: bool = False) -> bool:
+             deferrals: int = 0, probe_entry: bytes | None = None) -> bool:
     """Claim attempt `number` to `destination` and hand it to a delivery thread (or park it while
-    the destination is paused); False if the attempt is not ours to make."""
+    the destination is paused); False if the attempt is not ours to make.
+
+    `probe_entry` is the parked entry a probe is sending: sent although the destination is paused.
+    """
     rt = runtime.current()
     config = rt.config.destinations.get(destination)
     lease = (config.timeout if config else 0.0) + rt.config.operations.lease_grace
+    owner = uuid.uuid4().hex
+    member = lease_member(event.id, destination, number, deferrals)
     claimed = redis.register_script(_CLAIM_LUA)(
-        keys=[keys.delivery_key(event.id), keys.LEASES, keys.destination_key(destination), keys.parked_key(destination)],
-        args=[destination, number, lease_member(event.id, destination, number), time.time() + lease,
-              rt.config.state_ttl, "fresh" if fresh else "continue", parked_entry(event.id, number, deferrals),
-              "1" if probe else "0"],
+        keys=[keys.delivery_key(event.id), keys.LEASES, keys.destination_key(destination),
+              keys.parked_key(destination), keys.event_key(event.id)],
+        args=[destination, f"{number}.{deferrals}", member, time.time() + lease, rt.config.state_ttl,
+              "fresh" if fresh else "continue", "1" if probe_entry else "0", owner, event.id],
     )
     if claimed == 0:
         log.info("%s -> %s attempt %d: already done or in hand elsewhere; not sending", event.id, destination, number)
@@ -71,13 +74,8 @@ def dispatch(redis: Redis, envelope: dict, event: Event, destination: str, numbe
     if claimed == 2:
         log.info("%s -> %s attempt %d: the destination is paused; the delivery waits", event.id, destination, number)
         return True
-    rt.submit(lambda: _send_and_finish(redis, envelope, event, destination, number, deferrals))
+    rt.submit(lambda: _send_and_finish(redis, envelope, event, destination, number, deferrals, owner, probe_entry))
     return True
-
-
-def parked_entry(event_id: str, number: int, deferrals: int) -> str:
-    """How a delivery waiting for a paused destination is written in relay:parked:<name>."""
-    return json.dumps([event_id, number, deferrals])
 
 
 def retry(event_id: str, destination: str, number: int, deferrals: int = 0) -> None:
@@ -92,13 +90,18 @@ def retry(event_id: str, destination: str, number: int, deferrals: int = 0) -> N
 
 
 def _send_and_finish(redis: Redis, envelope: dict, event: Event, destination: str, number: int,
-                     deferrals: int) -> None:
+                     deferrals: int, owner: str, probe_entry: bytes | None) -> None:
     try:
         outcome, duration = _send(envelope, event, destination)
-        _finish(redis, envelope, event, destination, number, deferrals, outcome, duration)
+    except Exception:  # noqa: BLE001 - nothing may escape a delivery thread unlogged
+        log.exception("%s -> %s attempt %d: failed before sending", event.id, destination, number)
+        return
+    try:
+        _finish(redis, envelope, event, destination, number, deferrals, owner, probe_entry, outcome, duration)
     except Exception:
-        # Redis failed, or a bug: the lease stays, so the sweeper tries this attempt again.
-        log.exception("%s -> %s attempt %d: not recorded; the sweeper will retry it", event.id, destination, number)
+        # Redis failed, or a bug: if the lease is still there, the sweeper tries this attempt again.
+        log.exception("%s -> %s attempt %d: %s, but not recorded; the sweeper will retry it",
+                      event.id, destination, number, outcome.kind)
 
 
 def _send(envelope: dict, event: Event, destination: str) -> tuple[Outcome, float]:
@@ -116,63 +119,78 @@ def _send(envelope: dict, event: Event, destination: str) -> tuple[Outcome, floa
 
 
 def _finish(redis: Redis, envelope: dict, event: Event, destination: str, number: int, deferrals: int,
-            outcome: Outcome, duration: float) -> None:
-    """Record the attempt and decide what follows, all in one transaction; then pause or resume."""
-    config = runtime.current().config.destinations.get(destination)
-    step = plan(config.retry, number, deferrals, outcome, time.time() - envelope["received_at"]) if config else None
-    health = keys.destination_key(destination)
+            owner: str, probe_entry: bytes | None, outcome: Outcome, duration: float) -> None:
+    """Record the attempt; if it still owns the delivery, decide what follows in one transaction."""
+    rt = runtime.current()
+    config = rt.config.destinations.get(destination)
+    age = time.time() - max(envelope["received_at"], envelope.get("replayed_at", 0))
+    step = plan(config.retry, number, deferrals, outcome, age) if config else None
+    # A probe that fails leaves its delivery first in line, without using up its schedule.
+    waits = outcome.kind == "gone" or (probe_entry is not None and outcome.kind == "transient")
+    owned = redis.register_script(_RELEASE_LUA)(
+        keys=[keys.delivery_key(event.id), keys.LEASES],
+        args=[destination, owner, lease_member(event.id, destination, number, deferrals)],
+    )
     pipe = redis.pipeline(transaction=True)
-    record_attempt(pipe, event.id, destination, number, outcome, step.delay if step else None, duration)
-    pipe.zrem(keys.LEASES, lease_member(event.id, destination, number))
-    health_at = len(pipe)  # where the two health replies will be in the results
+    pipe.multi()  # before any command: RQ's schedule_job joins this MULTI
+    next_in = step.delay if step and owned and not waits else None
+    record_attempt(pipe, event.id, destination, number, outcome, next_in, duration)
+    if not owned:
+        # The sweeper presumed this attempt lost and handed the delivery on: that attempt decides.
+        pipe.execute()
+        log.warning("%s -> %s attempt %d: %s after its lease ran out; recorded, nothing more",
+                    event.id, destination, number, outcome.kind)
+        return
+    health = keys.destination_key(destination)
     if outcome.ok:
         pipe.hset(health, "failures", 0)
-    else:
-        pipe.hincrby(health, "failures", 1 if outcome.kind in ("transient", "gone") else 0)
-    pipe.hmget(health, "paused", "paused_by")
-    if outcome.kind == "gone":
-        # 410: the receiver says it is gone. It gets paused; this delivery waits with the others.
-        pipe.rpush(keys.parked_key(destination), parked_entry(event.id, number, deferrals))
+    elif outcome.kind in ("transient", "gone"):
+        pipe.hincrby(health, "failures", 1)
+    entry = probe_entry or Parked(event.id, number, deferrals, json.dumps(envelope, separators=(",", ":"))).to_json()
+    if probe_entry is not None:
+        pipe.lrem(keys.parked_key(destination), 1, probe_entry)  # wherever it is now
+    if waits:
+        pipe.lpush(keys.parked_key(destination), entry)  # first in line (again)
     elif step is not None:
-        pipe.hset(keys.delivery_key(event.id), destination, str(step.number))
+        pipe.hset(keys.delivery_key(event.id), destination, f"{step.number}.{step.deferrals}")
         _schedule_retry(pipe, redis, event.id, destination, number, step)
     else:
         pipe.hset(keys.delivery_key(event.id), destination, "ok" if outcome.ok else "dead")
         if not outcome.ok:
             dead_letters.add(pipe, envelope, destination, outcome, number)
-    results = pipe.execute()
-    _log(event, destination, number, outcome, step.delay if step else None)
-    failures, (paused, paused_by) = results[health_at], results[health_at + 1]
+    pipe.execute()
+    _log(event, destination, number, outcome, next_in, waits)
+    _update_health(redis, destination, config, outcome)
+
+
+def _update_health(redis: Redis, destination: str, config, outcome: Outcome) -> None:
+    state = destination_state.get(redis, destination)
+    ttl = runtime.current().config.state_ttl
     # Only a pause of our own is lifted by a success: an operator's pause waits for the operator.
-    if outcome.ok and paused and paused_by == b"auto":
-        destination_state.resume(redis, destination, by="a delivery succeeded")
+    if outcome.ok and state.paused is not None and state.paused_by == "auto":
+        destination_state.resume(redis, destination, "a delivery succeeded", ttl)
     elif config and outcome.kind == "gone":
         destination_state.pause(redis, destination, f"it answered {outcome.status} (gone)", "auto",
                                 config.pause.probe_every)
-    elif config and outcome.kind == "transient" and 0 < config.pause.after_failures <= int(failures):
-        reason = f"{failures} consecutive failed attempts, the last {outcome.status} {outcome.detail!r}"
+    elif config and outcome.kind == "transient" and 0 < config.pause.after_failures <= state.failures:
+        reason = f"{state.failures} consecutive failed attempts, the last {outcome.status} {outcome.detail!r}"
         destination_state.pause(redis, destination, reason, "auto", config.pause.probe_every)
 
 
-def _schedule_retry(pipe, redis: Redis, event_id: str, destination: str, number: int, step) -> None:
-    queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+def _schedule_retry(pipe, redis: Redis, event_id: str, destination: str, number: int, step: Next) -> None:
     what = f"attempt {step.number}" + (f", deferral {step.deferrals}" if step.number == number else "")
-    job = queue.create_job(
-        RETRY_JOB, args=[event_id, destination, step.number, step.deferrals], timeout=JOB_TIMEOUT,
-        result_ttl=0, failure_ttl=FAILED_JOB_TTL, description=f"deliver {event_id} to {destination} ({what})",
-    )
-    # RQ keeps whole seconds and drops the fraction: round up, or a Retry-After could be cut short.
-    due = datetime.fromtimestamp(math.ceil(time.time() + step.delay), timezone.utc)
-    queue.schedule_job(job, due, pipeline=pipe)
+    job = jobs.make(redis, jobs.RETRY, [event_id, destination, step.number, step.deferrals],
+                    f"deliver {event_id} to {destination} ({what})")
+    jobs.schedule(redis, job, step.delay, pipe)
 
 
-def _log(event: Event, destination: str, number: int, outcome: Outcome, delay: float | None) -> None:
+def _log(event: Event, destination: str, number: int, outcome: Outcome, delay: float | None, waits: bool) -> None:
     what = f"{event.id} -> {destination} attempt {number}: {outcome.kind} ({outcome.status})"
     if outcome.ok:
         log.info(what)
     elif delay is not None:
         log.warning("%s %r; retrying in %.0fs", what, outcome.detail, delay)
-    elif outcome.kind == "gone":
+    elif waits:
         log.error("%s %r; the destination is paused and the delivery waits", what, outcome.detail)
     else:
         log.error("%s %r; dead-lettered", what, outcome.detail)

@@ -1,16 +1,15 @@
-"""The jobs behind pausing (relay/destination_state.py): probing a paused destination with one
-waiting delivery, and announcing pauses and resumptions to operations.announce_to.
+"""The jobs behind pausing (relay/destination_state.py): probing a paused destination with its
+oldest waiting delivery, and announcing pauses and resumptions to operations.announce_to.
 """
 
 import json
 import logging
-from datetime import datetime, timedelta, timezone
 
-from rq import Queue, get_current_job
-from rq.serializers import JSONSerializer
+from redis.exceptions import WatchError
+from rq import get_current_job
 
-from relay import destination_state, keys
-from relay.inbox import FAILED_JOB_TTL, JOB_TIMEOUT, QUEUE_NAME
+from relay import destination_state, jobs, keys
+from relay.destination_state import Parked
 from workers import runtime
 from workers.delivery import dispatch, read_envelope
 
@@ -18,28 +17,47 @@ log = logging.getLogger(__name__)
 
 
 def probe(name: str) -> None:
-    """RQ job: while `name` is paused automatically, send it the oldest waiting delivery, then probe again later."""
-    redis = get_current_job().connection
-    state = destination_state.get(redis, name)
+    """RQ job: while `name` is paused automatically, send it the oldest waiting delivery.
+
+    The next probe is scheduled first, so an error here cannot end the probing. The delivery stays
+    parked while it is tried: a success takes it off and resumes the destination, a failure leaves
+    it first in line (workers/delivery.py).
+    """
+    job = get_current_job()
+    redis = job.connection
+    key = keys.destination_key(name)
     config = runtime.current().config.destinations.get(name)
-    if state.paused is None or state.paused_by != "auto" or config is None:
+    if config is None or not _take_turn(redis, key, job.id, name, config.pause.probe_every):
+        return  # not paused by us any more, or another probe chain took over
+    entry = redis.lindex(keys.parked_key(name), 0)
+    if entry is None:
         return
-    entry = redis.lpop(keys.parked_key(name))
-    if entry is not None:
-        event_id, number, deferrals = json.loads(entry)
-        text = redis.get(keys.event_key(event_id))
-        if text is None:
-            log.error("probe of %s: event %s is no longer stored; skipped", name, event_id)
-        else:
-            envelope = json.loads(text)
-            log.info("probing paused destination %s with %s (attempt %d)", name, event_id, number)
-            # Its success resumes the destination (workers/delivery.py); a failure retries it as usual.
-            dispatch(redis, envelope, read_envelope(envelope), name, number, fresh=False, deferrals=deferrals,
-                     probe=True)
-    queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
-    job = queue.create_job(destination_state.PROBE_JOB, args=[name], timeout=JOB_TIMEOUT, result_ttl=0,
-                           failure_ttl=FAILED_JOB_TTL, description=f"probe paused destination {name}")
-    queue.schedule_job(job, datetime.now(timezone.utc) + timedelta(seconds=config.pause.probe_every))
+    parked = Parked.from_json(entry)
+    pipe = redis.pipeline(transaction=True)
+    destination_state.restore(pipe, name, parked, runtime.current().config.state_ttl)
+    pipe.execute()
+    envelope = json.loads(parked.envelope_json)
+    log.info("probing paused destination %s with %s (attempt %d)", name, parked.event_id, parked.number)
+    dispatch(redis, envelope, read_envelope(envelope), name, parked.number, fresh=False,
+             deferrals=parked.deferrals, probe_entry=entry)
+
+
+def _take_turn(redis, key: str, my_id: str, name: str, every: float) -> bool:
+    """Schedule the next probe if this job is the destination's current probe; False otherwise."""
+    with redis.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(key)
+            paused_by, current = pipe.hmget(key, "paused_by", "probe_job")
+            if paused_by != b"auto" or current != my_id.encode():
+                return False
+            pipe.multi()
+            following = jobs.make(redis, jobs.PROBE, [name], f"probe paused destination {name}")
+            pipe.hset(key, "probe_job", following.id)
+            jobs.schedule(redis, following, every, pipe)
+            pipe.execute()
+            return True
+        except WatchError:
+            return False
 
 
 def announce(text: str) -> None:

@@ -12,7 +12,7 @@ from rq.serializers import JSONSerializer
 
 from config.wms_events import CATALOGUE
 from relay.app import create_app
-from relay.inbox import QUEUE_NAME
+from relay.jobs import QUEUE_NAME
 from relay.keys import dedup_key
 from relay.local_redis import LocalRedis
 from relay.redis_conn import connect

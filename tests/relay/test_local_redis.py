@@ -13,7 +13,8 @@ from config.loader import load_config
 from config.settings import Settings
 from relay import local_redis
 from relay.event import parse_event
-from relay.inbox import QUEUE_NAME, Inbox
+from relay.inbox import Inbox
+from relay.jobs import QUEUE_NAME
 from relay.local_redis import LocalRedis
 from relay.samples import sample_event, to_body
 from workers import runtime

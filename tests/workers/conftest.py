@@ -12,11 +12,11 @@ from rq.serializers import JSONSerializer
 from config.loader import load_config
 from config.settings import Settings
 from relay.app import create_app
-from relay.inbox import QUEUE_NAME
+from relay.jobs import QUEUE_NAME
 from tests.conftest import SECRET
 from tests.peers import HttpPeer, SmtpPeer
 from workers import runtime
-from workers.delivery import RETRY_JOB
+from relay.jobs import RETRY as RETRY_JOB
 
 CRM_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"

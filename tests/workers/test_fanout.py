@@ -9,13 +9,13 @@ import zlib
 
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from relay import keys
+from relay import jobs, keys
 
 from relay.samples import sample_session, to_body
 from tests.conftest import signed_post
 from tests.peers import Reply
 from tests.workers.test_end_to_end import CRM_PATH, SLACK_PATH
-from workers import delivery, runtime
+from workers import delivery, runtime, sweeper
 from workers.attempts import attempts_of
 
 
@@ -69,7 +69,7 @@ def test_an_attempt_lost_with_its_worker_is_swept_up_and_sent(relay, monkeypatch
     leases = relay.redis.zrange(keys.LEASES, 0, -1, withscores=True)
     assert len(leases) == 3 and all(expiry > time.time() for _, expiry in leases)  # not yet presumed lost
     relay.redis.zadd(keys.LEASES, {member: time.time() - 1 for member, _ in leases})  # time passes
-    relay.queue.enqueue("workers.sweeper.sweep")
+    assert sweeper.sweep_now(relay.redis) == 3
     relay.drain()
     assert len(relay.http.to(SLACK_PATH)) == len(relay.http.to(CRM_PATH)) == len(relay.smtp.messages) == 1
     assert relay.redis.zcard(keys.LEASES) == 0
@@ -88,25 +88,27 @@ def test_an_attempt_whose_record_fails_is_retried_by_the_sweeper(relay, monkeypa
     relay.drain()
     monkeypatch.undo()
     event_id = f"wms:{event['sessionId']}:0"
-    assert f"{event_id} -> crm attempt 1: not recorded; the sweeper will retry it" in caplog.text
+    assert f"{event_id} -> crm attempt 1: ok, but not recorded; the sweeper will retry it" in caplog.text
     relay.redis.zadd(keys.LEASES, {m: 0 for m in relay.redis.zrange(keys.LEASES, 0, -1)})
-    relay.queue.enqueue("workers.sweeper.sweep")
+    assert sweeper.sweep_now(relay.redis) == 1
     relay.drain()
     # Sent twice: at least once, never lost. The second attempt is the one recorded.
     assert len(relay.http.to(CRM_PATH)) == 2 and len(calls) == 1
     assert [(a["attempt"], a["outcome"]) for a in attempts_of(relay.redis, event_id)] == [(1, "ok")]
 
 
-def test_the_first_event_schedules_a_sweep_and_each_sweep_the_next(relay):
+def test_one_sweep_chain_runs_and_a_stale_one_stops(relay):
     (event,) = sample_session(("WMS_LOADED",))
     signed_post(relay.client, to_body(event))
     relay.drain()
-    registry = ScheduledJobRegistry(queue=relay.queue)
-    sweeps = [i for i in registry.get_job_ids() if relay.queue.fetch_job(i).func_name == "workers.sweeper.sweep"]
-    assert len(sweeps) == 1
-    relay.queue.enqueue("workers.sweeper.sweep")
+    ((first, _),) = relay.scheduled((jobs.SWEEP,))
+    assert relay.redis.get(keys.SWEEPER) == first.id.encode()
+    stale = relay.queue.enqueue(jobs.SWEEP)  # e.g. a second chain started while a scheduler was down
+    relay.run_due_retries((jobs.SWEEP,))
     relay.drain()
-    assert len([i for i in registry.get_job_ids() if relay.queue.fetch_job(i).func_name == "workers.sweeper.sweep"]) == 2
+    ((following, _),) = relay.scheduled((jobs.SWEEP,))  # the current chain went on, the stale one stopped
+    assert following.id not in (first.id, stale.id)
+    assert relay.redis.get(keys.SWEEPER) == following.id.encode()
 
 
 def test_a_slow_destination_holds_up_neither_the_others_nor_later_events(relay):

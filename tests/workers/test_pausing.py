@@ -6,14 +6,14 @@ import threading
 
 from click.testing import CliRunner
 
-from relay import destination_state, keys
+from relay import destination_state, jobs, keys
 from relay.cli import main
 from relay.samples import sample_session, to_body
 from tests.conftest import signed_post
 from tests.peers import Reply
 from tests.workers.conftest import FANOUT_YAML
 from workers import runtime
-from workers.delivery import RETRY_JOB
+from relay.jobs import RETRY as RETRY_JOB
 
 CRM = "/crm?token=crm-token"
 SLACK = "/slack/T000/B000/XXXX"
@@ -54,7 +54,7 @@ def test_a_failing_destination_is_paused_its_deliveries_wait_and_a_probe_resumes
     assert relay.redis.zcard(keys.DEAD_LETTERS) == 0
 
     # The probe sends the oldest waiting delivery; the receiver is back, so the rest follow.
-    assert relay.run_due_retries((destination_state.PROBE_JOB,)) == 1
+    assert relay.run_due_retries((jobs.PROBE,)) == 1
     relay.drain()
     delivered = [r.body for r in relay.http.to(CRM)[2:]]
     assert sorted(delivered) == sorted(to_body(e) for e in events)  # each event exactly once
@@ -64,7 +64,7 @@ def test_a_failing_destination_is_paused_its_deliveries_wait_and_a_probe_resumes
         ":rotating_light: Destination crm is resumed (a delivery succeeded); 3 waiting deliveries released."
     )
     # A probe still scheduled finds the destination active and does nothing.
-    relay.run_due_retries((destination_state.PROBE_JOB,))
+    relay.run_due_retries((jobs.PROBE,))
     relay.drain()
     assert len(relay.http.to(CRM)) == 2 + len(events)
 
@@ -78,7 +78,7 @@ def test_a_410_pauses_the_destination_at_once_and_keeps_the_delivery(relay_facto
     state = destination_state.get(relay.redis, "crm")
     assert (state.paused, state.parked) == ("it answered HTTP 410 (gone)", 1)
     assert relay.redis.zcard(keys.DEAD_LETTERS) == 0 and relay.scheduled() == []
-    assert relay.run_due_retries((destination_state.PROBE_JOB,)) == 1
+    assert relay.run_due_retries((jobs.PROBE,)) == 1
     relay.drain()
     assert [r.body for r in relay.http.to(CRM)] == [to_body(event)] * 2
 
@@ -98,7 +98,7 @@ def test_operators_pause_and_resume_by_hand(relay_factory, monkeypatch):
     (event,) = sample_session(("WMS_LOADED",))
     post(relay, [event])
     relay.drain()
-    assert relay.http.to(CRM) == [] and relay.scheduled((destination_state.PROBE_JOB,)) == []  # not probed
+    assert relay.http.to(CRM) == [] and relay.scheduled((jobs.PROBE,)) == []  # not probed
     listing = run().stdout.splitlines()
     assert listing[0] == "ops-slack (slack): active; 0 consecutive failure(s), 0 waiting"
     assert listing[2].startswith("crm (http): PAUSED by operator since ") and listing[2].endswith(
@@ -119,12 +119,18 @@ def test_a_probe_that_fails_keeps_the_destination_paused(relay_factory):
     relay.drain()
     relay.run_due_retries()  # their retries come due while paused: they wait
     relay.drain()
-    relay.run_due_retries((destination_state.PROBE_JOB,))
+    relay.run_due_retries((jobs.PROBE,))
     relay.drain()
     assert len(relay.http.to(CRM)) == 3  # two failures, then a failed probe
     assert destination_state.get(relay.redis, "crm").paused is not None
-    assert len(relay.scheduled((destination_state.PROBE_JOB,))) == 1  # probing goes on
-    assert [job.args[1:] for job, _ in relay.scheduled((RETRY_JOB,))] != []  # the probed delivery retries as usual
+    assert len(relay.scheduled((jobs.PROBE,))) == 1  # probing goes on
+    # The probed delivery is first in line again, its schedule untouched; nothing is dead-lettered.
+    state = destination_state.get(relay.redis, "crm")
+    assert state.parked == 2 and relay.scheduled((RETRY_JOB,)) == []
+    head = json.loads(relay.redis.lindex(keys.parked_key("crm"), 0))
+    probed = json.loads(relay.http.to(CRM)[2].body)
+    assert head[0] == f"wms:{probed['sessionId']}:{probed['sequence']}"
+    assert relay.redis.zcard(keys.DEAD_LETTERS) == 0
 
 
 def test_a_success_in_flight_does_not_lift_an_operators_pause(relay_factory):
