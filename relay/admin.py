@@ -5,6 +5,7 @@ compared in constant time. With no token configured, /admin answers 404 as if it
 """
 
 import hmac
+import logging
 
 from flask import Blueprint, current_app, jsonify, request
 
@@ -12,6 +13,7 @@ from relay import dead_letters
 from relay.errors import ApiError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+log = logging.getLogger(__name__)
 
 
 @bp.before_request
@@ -21,18 +23,30 @@ def _authorize():
         raise ApiError(404, "not_found", "no such endpoint; webhooks are received at POST /hooks/<source>")
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.reveal().encode()):
+        log.warning("admin: refused %s %s from %s: missing or invalid bearer token", request.method, request.path,
+                    request.remote_addr)
         raise ApiError(401, "unauthorized", "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
 
 
-def _filter(values) -> dead_letters.Filter:
-    try:
-        return dead_letters.Filter(
-            values.get("destination"), values.get("source"), values.get("session"),
-            dead_letters.parse_time(values["since"]) if values.get("since") else None,
-            dead_letters.parse_time(values["until"]) if values.get("until") else None,
-        )
-    except ValueError as exc:
-        raise ApiError(400, "invalid_filter", f"since/until: {exc}") from None
+FILTER_KEYS = ("destination", "source", "session", "since", "until")
+
+
+def _filter(values, allowed: tuple[str, ...] = FILTER_KEYS) -> dead_letters.Filter:
+    # A misspelt key must not widen a purge or a replay to everything: refuse what is not known.
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ApiError(400, "invalid_filter", f"unknown key {unknown[0]!r} (allowed: {', '.join(map(repr, allowed))})")
+    for key in FILTER_KEYS:
+        if key in values and not isinstance(values[key], str):
+            raise ApiError(400, "invalid_filter", f"{key}: must be a string")
+    times = {}
+    for key in ("since", "until"):
+        try:
+            times[key] = dead_letters.parse_time(values[key]) if values.get(key) else None
+        except ValueError as exc:
+            raise ApiError(400, "invalid_filter", f"{key}: {exc}") from None
+    return dead_letters.Filter(values.get("destination"), values.get("source"), values.get("session"),
+                               times["since"], times["until"])
 
 
 def _redis():
@@ -59,14 +73,19 @@ def show_dead_letter(destination: str, event_id: str):
 def replay_dead_letters():
     """Replay the dead letters matching the JSON body's filters; dry_run, force and rate as in the CLI."""
     body = _json_body()
+    which = _filter(body, FILTER_KEYS + ("dry_run", "force", "rate", "all"))
     rate = body.get("rate")
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0):
         raise ApiError(400, "invalid_request", f"rate: must be a positive number of replays per second, got {rate!r}")
+    if body.get("dry_run") is not True:  # a dry run changes nothing: it may count everything
+        _require_scope(which, body)
     redis = _redis()
     result = dead_letters.replay(
-        redis, dead_letters.find(redis, _filter(body)), current_app.config["RELAY"].state_ttl,
+        redis, dead_letters.find(redis, which), current_app.config["RELAY"].state_ttl,
         force=body.get("force") is True, dry_run=body.get("dry_run") is True, rate=rate,
     )
+    log.warning("admin: replay of %d dead letter(s) (dry run: %s) from %s", len(result.replayed),
+                body.get("dry_run") is True, request.remote_addr)
     return jsonify(dry_run=body.get("dry_run") is True, replayed=len(result.replayed),
                    refused=[{"destination": l.destination, "event_id": l.event_id, "reason": "already delivered"}
                             for l in result.refused])
@@ -75,8 +94,18 @@ def replay_dead_letters():
 @bp.post("/dead-letters/purge")
 def purge_dead_letters():
     """Delete the dead letters matching the JSON body's filters."""
+    body = _json_body()
+    which = _filter(body, FILTER_KEYS + ("all",))
+    _require_scope(which, body)
     redis = _redis()
-    return jsonify(purged=dead_letters.purge(redis, dead_letters.find(redis, _filter(_json_body()))))
+    purged = dead_letters.purge(redis, dead_letters.find(redis, which))
+    log.warning("admin: purged %d dead letter(s) from %s", purged, request.remote_addr)
+    return jsonify(purged=purged)
+
+
+def _require_scope(which: dead_letters.Filter, body: dict) -> None:
+    if which == dead_letters.Filter() and body.get("all") is not True:
+        raise ApiError(400, "invalid_filter", 'no filter given: name one, or say "all": true to mean every dead letter')
 
 
 def _json_body() -> dict:

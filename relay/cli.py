@@ -5,6 +5,7 @@ import sys
 
 import click
 import requests
+from redis.exceptions import RedisError
 
 from config.errors import ConfigError
 from config.loader import load
@@ -16,7 +17,17 @@ from relay.dev_run import run_dev, start_sinks
 from relay.routing import describe_route
 
 
-@click.group()
+class _Relay(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RedisError as exc:
+            # redis-py's messages name host and port, never the password.
+            click.echo(f"error: redis: {exc.__class__.__name__}: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Relay)
 def main() -> None:
     """WMS webhook relay."""
 

@@ -22,13 +22,16 @@ def _filters(func):
 
 
 def _filter(destination, source, session_id, since, until) -> dead_letters.Filter:
+    return dead_letters.Filter(destination, source, session_id, _time(since, "--since"), _time(until, "--until"))
+
+
+def _time(value: str | None, option: str) -> float | None:
+    if not value:
+        return None
     try:
-        return dead_letters.Filter(
-            destination, source, session_id,
-            dead_letters.parse_time(since) if since else None, dead_letters.parse_time(until) if until else None,
-        )
+        return dead_letters.parse_time(value)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since/--until") from None
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def register(main: click.Group, load) -> None:
@@ -51,8 +54,9 @@ def register(main: click.Group, load) -> None:
         letters = dead_letters.find(redis, _filter(**filters))
         for letter in letters:
             s = letter.summary()
+            # The detail is a receiver's text: quoted, so it cannot break the line or drive the terminal.
             click.echo(json.dumps(s) if as_json else
-                       f"{s['at']}  {s['destination']}  {s['event_id']}  {s['status']}  {s['detail'][:80]}")
+                       f"{s['at']}  {s['destination']}  {s['event_id']}  {s['status']}  {ascii(s['detail'][:80])}")
         if not as_json:
             click.echo(f"{len(letters)} dead letter(s)", err=True)
 

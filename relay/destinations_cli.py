@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import click
 
-from relay import destination_state
+from relay import destination_state, keys
 from relay.redis_conn import connect
 
 
@@ -27,18 +27,23 @@ def register(main: click.Group, load) -> None:
     def list_():
         """One line per configured destination: active or paused (why, since when), failures, waiting."""
         redis, config = redis_and_config()
-        for name, destination in config.destinations.items():
+        # Deliveries may still wait for a destination that was since removed from the config.
+        names = list(config.destinations) + [n for n in destination_state.names_with_parked(redis)
+                                             if n not in config.destinations]
+        for name in names:
+            destination = config.destinations.get(name)
+            kind = destination.type if destination else "no longer configured"
             state = destination_state.get(redis, name)
             if state.paused is None:
                 status = "active"
             else:
                 since = datetime.fromtimestamp(state.paused_at or 0, timezone.utc).isoformat(timespec="seconds")
                 status = f"PAUSED by {state.paused_by} since {since}: {state.paused}"
-            click.echo(f"{name} ({destination.type}): {status}; {state.failures} consecutive failure(s), "
+            click.echo(f"{name} ({kind}): {status}; {state.failures} consecutive failure(s), "
                        f"{state.parked} waiting")
 
-    def known(config, name):
-        if name not in config.destinations:
+    def known(config, name, redis=None):
+        if name not in config.destinations and not (redis and redis.llen(keys.parked_key(name))):
             defined = ", ".join(map(repr, config.destinations)) or "none"
             raise click.BadParameter(f"no destination named {name!r} (defined: {defined})")
 
@@ -59,7 +64,7 @@ def register(main: click.Group, load) -> None:
     def resume(name):
         """Resume NAME and release the deliveries that waited for it."""
         redis, config = redis_and_config()
-        known(config, name)
+        known(config, name, redis)  # a removed destination's waiting deliveries can still be released
         released = destination_state.resume(redis, name, "an operator", config.state_ttl)
         if released is None:
             click.echo(f"{name} is not paused", err=True)

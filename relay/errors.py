@@ -1,6 +1,7 @@
 """Every HTTP error is JSON {"error": ..., "detail": ...}, produced here and nowhere else."""
 
 from flask import Flask, jsonify
+from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 
@@ -37,6 +38,14 @@ def register(app: Flask) -> None:
         response = jsonify(error=exc.error, detail=exc.detail)
         response.status_code = exc.status
         response.headers.update(exc.headers)
+        return response
+
+    @app.errorhandler(RedisError)
+    def _redis_error(exc: RedisError):
+        # Any route that finds Redis unreachable says so, instead of a bare 500.
+        response = jsonify(error="unavailable", detail="redis is unavailable; retry later")
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
         return response
 
     @app.errorhandler(HTTPException)

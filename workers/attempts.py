@@ -14,7 +14,7 @@ ATTEMPT_LOG_MAXLEN = 100_000  # the global log keeps roughly this many of the ne
 
 def record_attempt(
     pipe: Pipeline, event_id: str, destination: str, number: int, outcome: Outcome, next_retry_in: float | None,
-    duration: float,
+    duration: float, keep_for: float = ATTEMPTS_TTL,
 ) -> dict:
     """Queue on `pipe` the record of one attempt (per event and in the global log); return it."""
     record = {
@@ -25,7 +25,8 @@ def record_attempt(
     }
     text = json.dumps(record, separators=(",", ":"))
     pipe.rpush(keys.attempts_key(event_id), text)
-    pipe.expire(keys.attempts_key(event_id), ATTEMPTS_TTL)
+    # At least as long as a dead letter of the event may be kept: `show` lists its attempts.
+    pipe.expire(keys.attempts_key(event_id), int(max(keep_for, ATTEMPTS_TTL)))
     pipe.xadd(keys.ATTEMPT_LOG, {"record": text}, maxlen=ATTEMPT_LOG_MAXLEN, approximate=True)
     return record
 

@@ -134,7 +134,7 @@ def _finish(redis: Redis, envelope: dict, event: Event, destination: str, number
     pipe = redis.pipeline(transaction=True)
     pipe.multi()  # before any command: RQ's schedule_job joins this MULTI
     next_in = step.delay if step and owned and not waits else None
-    record_attempt(pipe, event.id, destination, number, outcome, next_in, duration)
+    record_attempt(pipe, event.id, destination, number, outcome, next_in, duration, rt.config.dead_letters.retention)
     if not owned:
         # The sweeper presumed this attempt lost and handed the delivery on: that attempt decides.
         pipe.execute()

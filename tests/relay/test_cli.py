@@ -155,3 +155,9 @@ def test_check_config_payload_fields_nest_and_bad_values_are_refused(env, config
     result = CliRunner().invoke(main, ["check-config", "--event", "API_ERROR", "--payload", "measurementId=5"], env=env)
     assert result.exit_code == 2
     assert "payload.measurementId: must be a string, got a number" in result.output
+
+
+def test_redis_commands_say_so_in_one_line_when_redis_is_down(env):
+    result = CliRunner().invoke(main, ["dead-letters", "list"], env=dict(env, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"))
+    assert result.exit_code == 1
+    assert result.output.startswith("error: redis: ConnectionError: ") and "Traceback" not in result.output

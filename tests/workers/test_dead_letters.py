@@ -153,7 +153,7 @@ def test_the_cli_lists_shows_replays_and_purges(relay, cli_env):
     assert run("purge", input="n\n").exit_code == 1  # asked, refused
     assert run("purge", "--yes").stdout == "purged 1 dead letter(s)\n"
     assert run("list").stderr == "0 dead letter(s)\n"
-    assert "--since/--until" in run("list", "--since", "whenever").output
+    assert "Invalid value for --since: must be an ISO 8601 time" in run("list", "--since", "whenever").output
 
 
 def admin(relay, method, path, token=ADMIN_TOKEN, **kwargs):
@@ -182,9 +182,26 @@ def test_the_admin_api_lists_shows_replays_and_purges(relay):
     assert admin(relay, "post", "/dead-letters/replay", json={"session": "other"}).json["replayed"] == 0
     assert admin(relay, "post", "/dead-letters/replay", json={"session": ids[0].split(":")[1]}).json["replayed"] == 2
     make_letters(relay, 1)
-    assert admin(relay, "post", "/dead-letters/purge", json={}).json == {"purged": 1}
+    assert admin(relay, "post", "/dead-letters/purge", json={"all": True}).json == {"purged": 1}
     assert admin(relay, "get", "/dead-letters").json["count"] == 0
-    assert admin(relay, "get", "/dead-letters?since=whenever").json["error"] == "invalid_filter"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "detail"),
+    [
+        ("post", "/dead-letters/purge", {}, 'no filter given: name one, or say "all": true to mean every dead letter'),
+        ("post", "/dead-letters/purge", {"destinaton": "crm"},
+         "unknown key 'destinaton' (allowed: 'destination', 'source', 'session', 'since', 'until', 'all')"),
+        ("post", "/dead-letters/replay", {"since": [1]}, "since: must be a string"),
+        ("get", "/dead-letters?since=whenever", None,
+         "since: must be an ISO 8601 time like 2026-11-28T09:00:00 or a duration ago like 2h, got 'whenever'"),
+    ],
+)
+def test_the_admin_api_refuses_filters_it_does_not_understand(relay, method, path, body, detail):
+    make_letters(relay, 1)
+    response = admin(relay, method, path, json=body) if body is not None else admin(relay, method, path)
+    assert (response.status_code, response.json) == (400, {"error": "invalid_filter", "detail": detail})
+    assert len(dead_letters.find(relay.redis, dead_letters.Filter())) == 1  # nothing changed
 
 
 def test_without_a_token_the_admin_api_does_not_exist(client):

@@ -2,6 +2,7 @@
 and operators are told once; by hand too."""
 
 import json
+import time
 import threading
 
 from click.testing import CliRunner
@@ -146,3 +147,37 @@ def test_a_success_in_flight_does_not_lift_an_operators_pause(relay_factory):
     assert len(relay.http.to(CRM)) == 1
     state = destination_state.get(relay.redis, "crm")
     assert (state.paused, state.paused_by) == ("maintenance", "operator")
+
+
+def test_deliveries_waiting_for_a_removed_destination_are_listed_and_can_be_released(relay_factory, monkeypatch):
+    relay = relay_factory(PAUSING)
+    destination_state.pause(relay.redis, "old-crm", "maintenance", "operator", None)
+    relay.redis.rpush(keys.parked_key("old-crm"), destination_state.Parked("wms:s:0", 1, 0, json.dumps(
+        {"v": 1, "id": "wms:s:0", "source": "wms", "received_at": 0,
+         "body": to_body({"timestamp": 1, "sessionId": "s", "sequence": 0, "severity": "INFO", "event": "X"}).decode()}
+    )).to_json())
+    settings = runtime.current().settings
+    for name, value in {"REDIS_URL": settings.redis_url.reveal(), "RELAY_CONFIG": settings.config_path,
+                        "SMTP_URL": settings.smtp_url.reveal(), "EMAIL_FROM": settings.email_from}.items():
+        monkeypatch.setenv(name, value)
+    listing = CliRunner().invoke(main, ["destinations"]).stdout.splitlines()
+    assert listing[-1].startswith("old-crm (no longer configured): PAUSED by operator since ")
+    assert CliRunner().invoke(main, ["destinations", "resume", "old-crm"]).stdout == (
+        "resumed old-crm; released 1 waiting deliveries\n")
+    relay.drain()
+    # Released, it cannot be sent anywhere: it becomes a dead letter, to replay if the destination returns.
+    assert relay.redis.zrange(keys.DEAD_LETTERS, 0, -1) == [b"old-crm:wms:s:0"]
+
+
+def test_the_sweeper_enforces_the_configured_dead_letter_retention(relay_factory, caplog):
+    relay = relay_factory(PAUSING + "dead_letters: {retention: 1d}\n")
+    relay.http.script(CRM, Reply(400, b"rejected"))
+    (event,) = sample_session(("WMS_LOADED",))
+    post(relay, [event])
+    relay.drain()
+    member = f"crm:wms:{event['sessionId']}:0"
+    relay.redis.zadd(keys.DEAD_LETTERS, {member: time.time() - 2 * 86400})  # two days pass
+    relay.run_due_retries((jobs.SWEEP,))
+    relay.drain()
+    assert relay.redis.zcard(keys.DEAD_LETTERS) == 0
+    assert f"dead letter wms:{event['sessionId']}:0 -> crm removed: older than the 1-day retention" in caplog.text
