@@ -43,10 +43,11 @@ def create_app(settings: Settings | None = None, config: RelayConfig | None = No
 
 
 def create_app_or_exit() -> Flask:
-    """create_app() for gunicorn: a bad config prints its problems and exits 3, which stops gunicorn.
+    """create_app() for gunicorn: a bad config prints its problems and exits 3.
 
-    Exit code 3 is gunicorn's "worker failed to boot": the arbiter shuts down instead of restarting
-    workers, and the operator sees the problem list rather than a traceback per worker.
+    The Procfile runs gunicorn with --preload, so this runs once in the master before any worker
+    is forked: the operator sees the problem list, not a traceback per worker. (Without --preload,
+    exit code 3 is gunicorn's "worker failed to boot" and still stops it.)
     """
     try:
         return create_app()
