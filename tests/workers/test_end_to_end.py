@@ -11,7 +11,7 @@ from relay.keys import DEAD_LETTERS
 from relay.samples import COMPLETED_SESSION, FAILED_SESSION, sample_session, to_body
 from tests.conftest import signed_post
 from tests.peers import Reply
-from tests.workers.conftest import CRM_SECRET
+from tests.conftest import CRM_SECRET
 from workers.attempts import attempts_of
 
 CRM_PATH = "/crm?token=crm-token"

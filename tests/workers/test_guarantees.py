@@ -9,7 +9,7 @@ from collections import Counter
 from relay.samples import sample_event, to_body
 from tests.conftest import signed_post
 from tests.peers import Reply
-from tests.workers.conftest import FANOUT_YAML
+from tests.conftest import FANOUT_YAML
 
 CRM = "/crm?token=crm-token"
 SLACK = "/slack/T000/B000/XXXX"

@@ -12,7 +12,7 @@ from relay.cli import main
 from relay.samples import sample_session, to_body
 from tests.conftest import signed_post
 from tests.peers import Reply
-from tests.workers.conftest import FANOUT_YAML
+from tests.conftest import FANOUT_YAML
 from workers import runtime
 from relay.jobs import RETRY as RETRY_JOB
 

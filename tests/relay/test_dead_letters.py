@@ -13,7 +13,7 @@ from relay.cli import main
 from relay.samples import sample_session, to_body
 from tests.conftest import signed_post
 from tests.peers import Reply
-from tests.workers.conftest import ADMIN_TOKEN, FANOUT_YAML
+from tests.conftest import ADMIN_TOKEN, FANOUT_YAML
 from workers.attempts import attempts_of
 
 SHORT = FANOUT_YAML.replace("    timeout: 2s\n", "    timeout: 2s\n    retry: {delays: [1s, 1s], jitter: 0}\n")
