@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 
 from redis import Redis
-from rq import Retry
 from rq.job import JobStatus
 from rq.utils import now
 
@@ -49,10 +48,7 @@ class Inbox:
         }
         # Built by RQ itself so the worker reads it like any enqueued job; RQ's own unique
         # enqueue (rq.scripts) writes the same fields from a Lua script.
-        # Run again if its worker dies mid-job (RQ re-queues abandoned jobs that have retries
-        # left); the delivery claims make a second run send nothing twice.
-        job = jobs.make(self.redis, jobs.FANOUT, [envelope], f"fan out {event.id}", status=JobStatus.QUEUED,
-                        retry=Retry(max=3))
+        job = jobs.make(self.redis, jobs.FANOUT, [envelope], f"fan out {event.id}", status=JobStatus.QUEUED)
         job.enqueued_at = now()
         fields: list = []
         for name, value in job.to_dict().items():

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from redis import Redis
 from redis.client import Pipeline
-from rq import Queue
+from rq import Queue, Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -22,6 +22,7 @@ PROBE = "workers.pausing.probe"
 ANNOUNCE = "workers.pausing.announce"
 JOB_TIMEOUT = 300  # seconds one job may run before RQ stops it
 FAILED_JOB_TTL = 14 * 86400  # keep failed jobs for an operator to inspect
+JOB_RETRY_DELAYS = (10, 60, 300, 600, 1800)  # seconds, when RQ itself re-runs a failed job
 
 
 def queue(redis: Redis) -> Queue:
@@ -29,9 +30,15 @@ def queue(redis: Redis) -> Queue:
     return Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
 
 
-def make(redis: Redis, func: str, args: list, description: str, job_id: str | None = None, **options) -> Job:
-    """A job for `func(*args)`, not yet queued."""
-    return queue(redis).create_job(func, args=args, description=description, job_id=job_id, timeout=JOB_TIMEOUT,
+def make(redis: Redis, func: str, args: list, description: str, **options) -> Job:
+    """A job for `func(*args)`, not yet queued.
+
+    A job that fails (a bug, or Redis dropping mid-job) or is abandoned by a dying worker is run
+    again by RQ, five times over about 40 minutes; the claims make a rerun send nothing twice.
+    Only then does it stay in RQ's failed registry (rq:failed:events) for an operator.
+    """
+    options.setdefault("retry", Retry(max=len(JOB_RETRY_DELAYS), interval=list(JOB_RETRY_DELAYS)))
+    return queue(redis).create_job(func, args=args, description=description, timeout=JOB_TIMEOUT,
                                    result_ttl=0, failure_ttl=FAILED_JOB_TTL, **options)
 
 
