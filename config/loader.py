@@ -9,11 +9,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from config.errors import ConfigError
 from config.destinations import DESTINATION_TYPES
+from config.errors import ConfigError
 from config.model import RelayConfig
-from config.types import DESTINATION_NAME_RULE, HEADER_NAME_RULE, SOURCE_NAME_RULE
 from config.settings import DEFAULT_CONFIG_PATH, Settings
+from config.types import DESTINATION_NAME_RULE, HEADER_NAME_RULE, SOURCE_NAME_RULE
 
 # ${VAR} or ${VAR:-default}; $$ is a literal $.
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

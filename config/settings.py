@@ -2,7 +2,6 @@
 
 import os
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from redis.connection import parse_url
 

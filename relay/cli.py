@@ -12,8 +12,8 @@ from config.loader import load
 from config.rules import rule_warnings
 from config.wms_events import CATALOGUE, SEVERITIES
 from relay import dead_letters_cli, destinations_cli, samples, signature
-from relay.event import Event, InvalidEvent, parse_event
 from relay.dev_run import run_dev, start_sinks
+from relay.event import Event, InvalidEvent, parse_event
 from relay.routing import describe_route
 
 

@@ -10,7 +10,7 @@ import requests
 from relay.local_redis import LocalRedis, free_port
 from relay.samples import sample_event, sample_session
 from tests.peers import Reply
-from tests.test_processes import procfile_command, process_env, signed, start, stop, wait_for
+from tests.test_processes import process_env, procfile_command, signed, start, stop, wait_for
 
 CONFIG = """\
 sources: {wms: {mac_secrets: ["${WMS_MAC_SECRET}"]}}

@@ -14,8 +14,7 @@ from rq.serializers import JSONSerializer
 from config.errors import ConfigError
 from config.loader import load
 from config.rules import rule_warnings
-from relay import logs
-from relay import jobs
+from relay import jobs, logs
 from relay.redis_conn import connect
 from workers import runtime, sweeper
 

@@ -11,9 +11,8 @@ from click.testing import CliRunner
 from relay import dead_letters, keys
 from relay.cli import main
 from relay.samples import sample_session, to_body
-from tests.conftest import signed_post
+from tests.conftest import ADMIN_TOKEN, FANOUT_YAML, signed_post
 from tests.peers import Reply
-from tests.conftest import ADMIN_TOKEN, FANOUT_YAML
 from workers.attempts import attempts_of
 
 SHORT = FANOUT_YAML.replace("    timeout: 2s\n", "    timeout: 2s\n    retry: {delays: [1s, 1s], jitter: 0}\n")

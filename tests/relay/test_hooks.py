@@ -1,7 +1,6 @@
 """POST /hooks/<source> through the real app on a real Redis: every answer, exactly."""
 
 import base64
-import json
 import logging
 import threading
 import time

@@ -9,9 +9,8 @@ from config.secret import Secret
 from relay import signature
 from relay.keys import DEAD_LETTERS
 from relay.samples import COMPLETED_SESSION, FAILED_SESSION, sample_session, to_body
-from tests.conftest import signed_post
+from tests.conftest import CRM_SECRET, signed_post
 from tests.peers import Reply
-from tests.conftest import CRM_SECRET
 from workers.attempts import attempts_of
 
 CRM_PATH = "/crm?token=crm-token"

@@ -7,10 +7,9 @@ import sys
 import time
 import zlib
 
-from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+from rq.registry import FailedJobRegistry
 
 from relay import jobs, keys
-
 from relay.samples import sample_session, to_body
 from tests.conftest import signed_post
 from tests.peers import Reply

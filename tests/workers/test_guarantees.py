@@ -7,9 +7,8 @@ import time
 from collections import Counter
 
 from relay.samples import sample_event, to_body
-from tests.conftest import signed_post
+from tests.conftest import FANOUT_YAML, signed_post
 from tests.peers import Reply
-from tests.conftest import FANOUT_YAML
 
 CRM = "/crm?token=crm-token"
 SLACK = "/slack/T000/B000/XXXX"

@@ -2,19 +2,18 @@
 and operators are told once; by hand too."""
 
 import json
-import time
 import threading
+import time
 
 from click.testing import CliRunner
 
 from relay import destination_state, jobs, keys
 from relay.cli import main
-from relay.samples import sample_session, to_body
-from tests.conftest import signed_post
-from tests.peers import Reply
-from tests.conftest import FANOUT_YAML
-from workers import runtime
 from relay.jobs import RETRY as RETRY_JOB
+from relay.samples import sample_session, to_body
+from tests.conftest import FANOUT_YAML, signed_post
+from tests.peers import Reply
+from workers import runtime
 
 CRM = "/crm?token=crm-token"
 SLACK = "/slack/T000/B000/XXXX"

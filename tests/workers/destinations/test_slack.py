@@ -3,12 +3,12 @@
 import json
 
 import pytest
+import requests
 
 from config.destinations import SlackDestination
 from relay.event import Event
 from tests.peers import Reply
 from workers.destinations.slack import SlackAdapter, compile_template, slack_message
-import requests
 
 PATH = "/services/T000/B000/XXXX"
 
