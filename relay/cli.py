@@ -40,6 +40,13 @@ def _load(tool: bool = False):
         sys.exit(1)
 
 
+def _known_source(config, source: str) -> str:
+    if source not in config.sources:
+        raise click.BadParameter(f"no source named {source!r} (defined: {', '.join(map(repr, config.sources))})",
+                                 param_hint="--source")
+    return source
+
+
 @main.command("check-config")
 @click.option("--event", "code", help="Also show where a sample event with this code would go")
 @click.option("--source", help="The sample event's source [default: the first configured]")
@@ -65,9 +72,7 @@ def check_config(code: str | None, source: str | None, severity: str | None, pay
 
 
 def _sample_for_routing(config, code, source, severity, payload_items) -> Event:
-    source = source or next(iter(config.sources))
-    if source not in config.sources:
-        raise click.BadParameter(f"no source named {source!r} (defined: {', '.join(map(repr, config.sources))})")
+    source = _known_source(config, source or next(iter(config.sources)))
     fields = samples.sample_event(code, "sample-session", 0)
     fields["severity"] = severity or fields["severity"]
     for item in payload_items:
@@ -99,8 +104,7 @@ def _sample_for_routing(config, code, source, severity, payload_items) -> Event:
 def send_sample(url: str | None, source: str, code: str, session_id: str | None, sequence: int) -> None:
     """POST a realistic WMS event, signed exactly as WMS signs it, and print the answer."""
     settings, config = _load(tool=True)
-    if source not in config.sources:
-        raise click.BadParameter(f"no source named {source!r} (defined: {', '.join(map(repr, config.sources))})")
+    _known_source(config, source)
     if code not in CATALOGUE:
         click.echo(f"note: {code!r} is not a documented WMS event code; the relay will mark it unknown", err=True)
     url = url or f"http://127.0.0.1:{settings.port}/hooks/{source}"
@@ -124,8 +128,7 @@ def send_sample(url: str | None, source: str, code: str, session_id: str | None,
 def sign(source: str, body_file) -> None:
     """Print the X-WMS-Content-MAC header value WMS would send for BODY_FILE (default: stdin)."""
     _, config = _load(tool=True)
-    if source not in config.sources:
-        raise click.BadParameter(f"no source named {source!r} (defined: {', '.join(map(repr, config.sources))})")
+    _known_source(config, source)
     click.echo(signature.compute(config.sources[source].mac_secrets[0].reveal(), body_file.read()))
 
 
