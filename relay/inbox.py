@@ -3,7 +3,7 @@
 The job lands in RQ's queue `rq:queue:events`, drained by `python -m workers`; its one argument is
 a plain JSON envelope {"v", "id", "source", "received_at", "body"}: `body` is the raw request body
 (valid UTF-8, so it survives JSON unchanged) and is what later gets forwarded; `v` is the
-envelope's version, so that a worker can still read jobs queued by an older web process.
+envelope's version, for later changes of its shape (workers do not check it yet).
 The rest of the Redis layout is in relay/keys.py.
 """
 

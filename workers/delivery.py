@@ -9,6 +9,7 @@ runs it again; only the attempt that still owns the delivery decides what follow
 (workers/release.lua). That window is the only way a destination can receive an event twice.
 """
 
+import functools
 import importlib.resources
 import json
 import logging
@@ -29,6 +30,12 @@ from workers.retry import Next, plan
 log = logging.getLogger(__name__)
 _CLAIM_LUA = importlib.resources.files("workers").joinpath("claim.lua").read_text()
 _RELEASE_LUA = importlib.resources.files("workers").joinpath("release.lua").read_text()
+
+
+@functools.lru_cache(maxsize=16)
+def _script(redis: Redis, source: str):
+    # One Script per client: registering hashes the source, work a delivery need not repeat.
+    return redis.register_script(source)
 
 
 def read_envelope(envelope: dict) -> Event:
@@ -62,7 +69,7 @@ def dispatch(redis: Redis, envelope: dict, event: Event, destination: str, numbe
     lease = (config.timeout if config else 0.0) + rt.config.operations.lease_grace
     owner = uuid.uuid4().hex
     member = lease_member(event.id, destination, number, deferrals)
-    claimed = redis.register_script(_CLAIM_LUA)(
+    claimed = _script(redis, _CLAIM_LUA)(
         keys=[keys.delivery_key(event.id), keys.LEASES, keys.destination_key(destination),
               keys.parked_key(destination), keys.event_key(event.id)],
         args=[destination, f"{number}.{deferrals}", member, time.time() + lease, rt.config.state_ttl,
@@ -127,7 +134,7 @@ def _finish(redis: Redis, envelope: dict, event: Event, destination: str, number
     step = plan(config.retry, number, deferrals, outcome, age) if config else None
     # A probe that fails leaves its delivery first in line, without using up its schedule.
     waits = outcome.kind == "gone" or (probe_entry is not None and outcome.kind == "transient")
-    owned = redis.register_script(_RELEASE_LUA)(
+    owned = _script(redis, _RELEASE_LUA)(
         keys=[keys.delivery_key(event.id), keys.LEASES],
         args=[destination, owner, lease_member(event.id, destination, number, deferrals)],
     )

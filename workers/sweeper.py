@@ -9,6 +9,7 @@ sweeps once as it starts.
 import json
 import logging
 import time
+import uuid
 
 from redis import Redis
 from rq import get_current_job
@@ -30,9 +31,10 @@ def _chain_ttl() -> int:
 
 def ensure_scheduled(redis: Redis) -> None:
     """Start a sweep chain unless one is named; cheap enough to call for every event (one SET NX)."""
-    job = jobs.make(redis, jobs.SWEEP, [], "sweep lost deliveries")
-    if redis.set(keys.SWEEPER, job.id, nx=True, ex=_chain_ttl()):
-        jobs.schedule(redis, job, _interval())
+    # The job is built only when the chain is missing: not on every event's hot path.
+    job_id = uuid.uuid4().hex
+    if redis.set(keys.SWEEPER, job_id, nx=True, ex=_chain_ttl()):
+        jobs.schedule(redis, jobs.make(redis, jobs.SWEEP, [], "sweep lost deliveries", job_id=job_id), _interval())
 
 
 def sweep() -> int:
