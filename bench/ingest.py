@@ -1,0 +1,81 @@
+"""Ingest: POST /hooks/<source> of the relay against a bare Flask hello and the naive relay, all
+served by the Procfile's web line: closed-loop throughput (wrk) and open-loop latency.
+"""
+
+import os
+import re
+import shutil
+import statistics
+import subprocess
+from pathlib import Path
+
+from bench.loadgen import open_loop
+from bench.processes import ROOT, Process, web_command, wait_http
+from bench.workload import SOURCE, signed_bodies, write_wrk_input
+from relay.local_redis import free_port
+
+TARGETS = {"hello": "bench.baselines:hello", "naive": "bench.baselines:naive", "relay": "wsgi:app"}
+
+
+def run(redis, env: dict, workdir: Path, *, rounds: int, seconds: float, rate: float, latency_seconds: float,
+        connections: int, threads: int) -> dict:
+    """Throughput (medians of `rounds`, targets interleaved) and latency at `rate` for each target."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("bench: wrk is needed for the ingest benchmark (apt-get install wrk)")
+    # Enough distinct events that no run wraps around into duplicates, even at 3x the hello rate.
+    bodies = signed_bodies(int(max(30_000, 20_000 * seconds)))
+    wrk_input = workdir / "wrk-input.tsv"
+    write_wrk_input(wrk_input, bodies)
+    servers = {}
+    try:
+        for name, target in TARGETS.items():
+            port = free_port()
+            process = Process(web_command(target), {**env, "PORT": str(port), "BIND_HOST": "127.0.0.1",
+                                                    "WEB_CONCURRENCY": "2"}, workdir / f"web-{name}.log")
+            servers[name] = (port, process)
+        for name, (port, process) in servers.items():
+            wait_http(f"http://127.0.0.1:{port}/", process)
+        throughput: dict[str, list[float]] = {name: [] for name in TARGETS}
+        errors: dict[str, int] = {name: 0 for name in TARGETS}
+        for name, (port, _) in servers.items():  # warm up every worker (imports, connections)
+            redis.flushall()
+            _wrk(wrk, port, wrk_input, 1, connections, threads)
+        for _ in range(rounds):
+            for name, (port, process) in servers.items():
+                redis.flushall()
+                rps, non_2xx = _wrk(wrk, port, wrk_input, seconds, connections, threads)
+                process.check_alive()
+                throughput[name].append(rps)
+                errors[name] += non_2xx
+        latency = {}
+        for name, (port, _) in servers.items():
+            redis.flushall()
+            result = open_loop("127.0.0.1", port, f"/hooks/{SOURCE}", bodies, rate, latency_seconds)
+            latency[name] = {
+                "p50_ms": result.percentile(50) * 1000, "p99_ms": result.percentile(99) * 1000,
+                "max_ms": max(result.latencies, default=float("nan")) * 1000,
+                "sent": result.sent, "statuses": result.statuses, "errors": result.errors,
+                "generator_behind_s": result.behind, "generator_cpu_share": result.cpu_share,
+            }
+    finally:
+        for _, process in servers.values():
+            process.stop()
+    medians = {name: statistics.median(values) for name, values in throughput.items()}
+    return {
+        "throughput_rps": throughput, "median_rps": medians, "non_2xx": errors,
+        "ratio_vs_hello": {name: medians[name] / medians["hello"] for name in TARGETS},
+        "latency_at_rate": latency, "rate": rate,
+    }
+
+
+def _wrk(wrk: str, port: int, wrk_input: Path, seconds: float, connections: int, threads: int) -> tuple[float, int]:
+    env = {**os.environ, "BENCH_INPUT": str(wrk_input), "BENCH_THREADS": str(threads)}
+    out = subprocess.run(
+        [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(ROOT / "bench" / "post.lua"),
+         f"http://127.0.0.1:{port}/hooks/{SOURCE}"],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return rps, int(non_2xx.group(1)) if non_2xx else 0
