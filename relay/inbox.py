@@ -1,9 +1,15 @@
-"""Where accepted events go: the dedup key and the event's RQ job, written in one Redis round trip.
+"""Where accepted events go: the dedup key and an entry in the inbox stream, in one Redis round trip.
 
-The job lands in RQ's queue `rq:queue:events`, drained by `python -m workers`; its one argument is
-a plain JSON envelope {"v", "id", "source", "received_at", "body"}: `body` is the raw request body
-(valid UTF-8, so it survives JSON unchanged) and is what later gets forwarded; `v` is the
-envelope's version, for later changes of its shape (workers do not check it yet).
+relay:inbox is a Redis stream read by the worker processes through one consumer group
+(workers/drain.py): each entry is read by one worker, stays pending until its deliveries are
+claimed, and is taken over by another worker if its reader dies. An entry's fields are the
+event's envelope: v, id, source, received_at and body. `body` is the raw request body, what later
+gets forwarded; `v` is the envelope's version, for later changes of its shape. Plain fields, not
+one JSON value: the body is not escaped a second time, and Redis stores field names once per
+block of entries. Elsewhere (relay:event, dead letters, parked deliveries) the envelope is the
+same object as JSON; the body is valid UTF-8, so it survives JSON unchanged.
+Why a stream and not an RQ job per event: building and queueing an RQ job cost more than half
+of a request's time, and running one ~3 ms of worker CPU per event (README "Performance").
 The rest of the Redis layout is in relay/keys.py.
 """
 
@@ -12,12 +18,9 @@ import time
 from dataclasses import dataclass
 
 from redis import Redis
-from rq.job import JobStatus
-from rq.utils import now
 
-from relay import jobs
+from relay import keys
 from relay.event import Event
-from relay.keys import dedup_key
 
 ENVELOPE_VERSION = 1
 _ACCEPT_LUA = importlib.resources.files("relay").joinpath("accept.lua").read_text()
@@ -31,31 +34,39 @@ class Accepted:
     duplicate: bool
 
 
+def envelope_of(event: Event, body: bytes, received_at: float | None = None) -> dict:
+    """What the inbox holds for one event, and what every later step reads."""
+    return {
+        "v": ENVELOPE_VERSION, "id": event.id, "source": event.source,
+        "received_at": time.time() if received_at is None else received_at, "body": body.decode("utf-8"),
+    }
+
+
 class Inbox:
-    """Accepts events into Redis: dedup and enqueue as one atomic step."""
+    """Accepts events into Redis: dedup and append as one atomic step."""
 
     def __init__(self, redis: Redis, dedup_window_seconds: float):
         self.redis = redis
-        self.queue = jobs.queue(redis)
         self._ttl = max(1, int(dedup_window_seconds))
         self._accept = redis.register_script(_ACCEPT_LUA)
 
     def accept(self, event: Event, body: bytes) -> Accepted:
-        """Queue the event's fan-out job unless its id was seen within the dedup window."""
-        envelope = {
-            "v": ENVELOPE_VERSION, "id": event.id, "source": event.source, "received_at": time.time(),
-            "body": body.decode("utf-8"),
-        }
-        # Built by RQ itself so the worker reads it like any enqueued job; RQ's own unique
-        # enqueue (rq.scripts) writes the same fields from a Lua script.
-        job = jobs.make(self.redis, jobs.FANOUT, [envelope], f"fan out {event.id}", status=JobStatus.QUEUED)
-        job.enqueued_at = now()
-        fields: list = []
-        for name, value in job.to_dict().items():
-            if value is not None:
-                fields += (name, value)
-        created = self._accept(
-            keys=[dedup_key(event.id), job.key, self.queue.key, self.queue.redis_queues_keys],
-            args=[self._ttl, job.id, *fields],
-        )
+        """Append the event to the inbox unless its id was seen within the dedup window."""
+        args: list = [self._ttl]
+        for name, value in envelope_of(event, body).items():
+            args += (name, value)
+        created = self._accept(keys=[keys.dedup_key(event.id), keys.INBOX], args=args)
         return Accepted(event.id, duplicate=not created)
+
+
+def envelope_from_entry(fields: dict[bytes, bytes]) -> dict:
+    """The envelope an inbox entry holds; KeyError or ValueError for an entry not written by accept()."""
+    return {
+        "v": int(fields[b"v"]), "id": fields[b"id"].decode(), "source": fields[b"source"].decode(),
+        "received_at": float(fields[b"received_at"]), "body": fields[b"body"].decode("utf-8"),
+    }
+
+
+def waiting(redis: Redis) -> list[dict]:
+    """The envelopes in the inbox not yet fanned out (read or not), oldest first."""
+    return [envelope_from_entry(fields) for _, fields in redis.xrange(keys.INBOX)]

@@ -1,23 +1,33 @@
 """The Redis layout: every key the relay writes is named here (RQ keeps its own `rq:` keys).
 
-- relay:dedup:<event id>        string  the event's job id; expires after the dedup window
-- relay:event:<event id>        string  the queued envelope (raw body included), for retries; expires
-                                        once no retry can need it any more
+- relay:inbox                   stream  accepted events not yet fanned out: field `envelope` (JSON,
+                                        relay/inbox.py); read through the consumer group `fanout`,
+                                        deleted once their deliveries are claimed
+- relay:dedup:<event id>        string  "1": the event id was seen; expires after the dedup window
+- relay:event:<event id>        string  the envelope (raw body included), for retries; deleted once
+                                        every destination has it, else expires when no retry can
+                                        need it any more
 - relay:delivery:<event id>     hash    destination -> its delivery's state: the attempt number in
-                                        flight or scheduled ("1", "2", ...), "ok" or "dead"
+                                        flight or scheduled ("1.0", "2.0", ...), "ok" or "dead"
 - relay:leases                  zset    deliveries being sent right now, scored by when they are
                                         presumed lost (their worker died); the sweeper retries those
-- relay:attempts:<event id>     list    JSON record of each delivery attempt, oldest first
-- relay:attempt-log             stream  every attempt of every event, newest last (capped)
+- relay:attempt-log             stream  every attempt of every event, newest last (capped): fields
+                                        event, destination, attempt, outcome, status, ms, detail,
+                                        retry_in; the entry id is when it was recorded
+- relay:attempts:<event id>     list    JSON record of every attempt of the event's deliveries that
+                                        did not succeed at the first try (what an operator
+                                        investigates); most events have none
 - relay:dead-letter:<destination>:<event id>  string  JSON: the envelope, why it failed, how often
 - relay:dead-letters            zset    "<destination>:<event id>" scored by the time it died
 - relay:sweeper                 string  present while a lease sweep is scheduled
 - relay:destination:<name>      hash    failures (consecutive), and while paused: paused (reason),
                                         paused_at, paused_by ("auto" or "operator")
-- relay:parked:<name>           list    JSON [event id, attempt, deferrals] of deliveries waiting
+- relay:parked:<name>           list    JSON [event id, attempt, deferrals, envelope] of deliveries waiting
                                         for a paused destination, oldest first
 """
 
+INBOX = "relay:inbox"
+INBOX_GROUP = "fanout"
 ATTEMPT_LOG = "relay:attempt-log"
 DEAD_LETTERS = "relay:dead-letters"
 LEASES = "relay:leases"
@@ -40,7 +50,7 @@ def delivery_key(event_id: str) -> str:
 
 
 def attempts_key(event_id: str) -> str:
-    """The delivery attempts of one event."""
+    """The attempts of one event's deliveries that did not succeed at the first try."""
     return f"relay:attempts:{event_id}"
 
 

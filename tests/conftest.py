@@ -19,6 +19,7 @@ from relay.redis_conn import connect
 from relay.signature import compute
 from tests.peers import HttpPeer, SmtpPeer
 from workers import runtime
+from workers.drain import Drain
 
 SECRET = "test-mac-secret"
 PREVIOUS_SECRET = "test-previous-secret"
@@ -138,12 +139,13 @@ class Relay:
     queue: Queue
 
     def drain(self) -> None:
-        """Run every queued job in this process, as the Procfile's worker would, and wait for the
-        deliveries they hand to the delivery threads."""
+        """Fan out every event in the inbox and run every queued job in this process, as the
+        Procfile's worker would, and wait for the deliveries they hand to the delivery threads."""
         while True:
+            fanned_out = Drain(self.redis, name="tests").drain_all()
             SimpleWorker([self.queue], connection=self.redis, serializer=JSONSerializer).work(burst=True)
             assert runtime.current().wait_idle(timeout=30), "deliveries still in flight after 30 s"
-            if self.queue.count == 0:
+            if self.queue.count == 0 and not fanned_out:
                 return
 
     def run_due_retries(self, funcs: tuple[str, ...] = (RETRY_JOB,)) -> int:

@@ -19,6 +19,7 @@ from rq.serializers import JSONSerializer
 
 from config.loader import load
 from relay.app import create_app
+from relay.inbox import waiting
 from relay.jobs import QUEUE_NAME
 from relay.local_redis import free_port
 from relay.samples import sample_event, to_body
@@ -98,7 +99,7 @@ def test_procfile_web_answers_a_signed_post(web, redis):
     body, headers = signed(sample_event("CONSTRAINT_VIOLATION", "proc-1", 0, timestamp=int(time.time())))
     response = requests.post(f"{web}/hooks/wms", data=body, headers=headers, timeout=5)
     assert (response.status_code, response.json()) == (202, {"status": "accepted", "id": "wms:proc-1:0"})
-    assert redis.llen("rq:queue:events") == 1
+    assert [e["id"] for e in waiting(redis)] == ["wms:proc-1:0"]
 
 
 def _chunks(body: bytes):
@@ -116,10 +117,10 @@ def test_procfile_web_limits_chunked_bodies_too(web, redis, relay_config):
         response = requests.post(f"{web}/hooks/wms", data=_chunks(body), headers=headers, timeout=10)
         assert response.status_code == expected, response.text
     assert response.json() == {"error": "payload_too_large", "detail": f"request body is larger than {limit} bytes"}
-    assert redis.llen("rq:queue:events") == 1
+    assert [e["id"] for e in waiting(redis)] == ["wms:proc-chunked:0"]
 
 
-def test_procfile_web_queues_one_job_for_concurrent_duplicates(web, redis):
+def test_procfile_web_keeps_one_event_of_concurrent_duplicates(web, redis):
     body, headers = signed(sample_event("WMS_LOADED", "proc-2", 0, timestamp=int(time.time())))
     statuses = []
     barrier = threading.Barrier(12)
@@ -134,10 +135,10 @@ def test_procfile_web_queues_one_job_for_concurrent_duplicates(web, redis):
     for t in threads:
         t.join()
     assert sorted(statuses) == [200] * 11 + [202]
-    assert redis.llen("rq:queue:events") == 1
+    assert [e["id"] for e in waiting(redis)] == ["wms:proc-2:0"]
 
 
-def test_procfile_worker_drains_the_queue_and_stops_cleanly_on_sigterm(tmp_path, app, settings, redis):
+def test_procfile_worker_drains_the_inbox_and_stops_cleanly_on_sigterm(tmp_path, app, settings, redis):
     client = app.test_client()
     for sequence in range(3):
         body, headers = signed(sample_event("WMS_LOADED", "proc-3", sequence, timestamp=int(time.time())))
@@ -147,8 +148,8 @@ def test_procfile_worker_drains_the_queue_and_stops_cleanly_on_sigterm(tmp_path,
     try:
         # The test config has no rules: each event is routed nowhere, and says so.
         log = lambda: (tmp_path / "worker.log").read_text()  # noqa: E731
-        wait_for(lambda: log().count("matches no rule; not delivered anywhere") == 3, 20, "the worker to run 3 jobs")
-        assert redis.llen("rq:queue:events") == 0
+        wait_for(lambda: log().count("matches no rule; not delivered anywhere") == 3, 20, "the worker to read 3 events")
+        assert waiting(redis) == []
     finally:
         code = stop(process)
     log = (tmp_path / "worker.log").read_text()

@@ -1,7 +1,10 @@
-"""`python -m workers`: the Procfile's worker process, an RQ worker that does not fork per job.
+"""`python -m workers`: the Procfile's worker process: a reader of the inbox stream
+(workers/drain.py) and an RQ worker, for retries, sweeps, probes and replays, that does not fork
+per job.
 
 RQ's default Worker forks for every job (~12 ms of CPU each here); SimpleWorker runs jobs in
-this process (~3 ms). SIGTERM asks for a warm shutdown: the job in hand finishes, then it exits.
+this process (~3 ms). SIGTERM asks for a warm shutdown: the job in hand and the inbox batch in
+hand finish, deliveries in flight are recorded, then it exits.
 """
 
 import argparse
@@ -17,6 +20,7 @@ from config.rules import rule_warnings
 from relay import jobs, logs
 from relay.redis_conn import connect
 from workers import runtime, sweeper
+from workers.drain import Drain
 
 log = logging.getLogger("workers")
 
@@ -24,7 +28,7 @@ log = logging.getLogger("workers")
 def main(argv: list[str] | None = None) -> int:
     """Check settings and config, then work the events queue until told to stop."""
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__.splitlines()[0])
-    parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    parser.add_argument("--burst", action="store_true", help="exit once the inbox and the queue are empty")
     args = parser.parse_args(argv)
     try:
         settings, config = load()
@@ -42,10 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     # A minute, not RQ's ten: maintenance is when a worker takes over the scheduler of one that
     # died, and when RQ re-queues jobs abandoned by it.
     worker = SimpleWorker([queue], connection=redis, serializer=JSONSerializer, maintenance_interval=60)
+    inbox = Drain(redis)
+    if args.burst:
+        inbox.drain_all()
+    else:
+        inbox.start()
     # The scheduler moves retry jobs to the queue when they are due; RQ runs one per Redis, so
     # every worker may start one and only one of them is active at a time.
     worker.work(burst=args.burst, logging_level=settings.log_level, with_scheduler=True)
-    # A warm shutdown ends the job loop; deliveries already handed to threads finish first.
+    # A warm shutdown ends the job loop; then the inbox batch in hand, then the deliveries
+    # already handed to threads finish.
+    inbox.stop()
     runtime.current().wait_idle()
     return 0
 

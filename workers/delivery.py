@@ -1,9 +1,10 @@
 """Delivering one event to one destination: claim the attempt, send it from a delivery thread,
-then record it and schedule the next attempt or give up, in one transaction.
+then record it: a success and the delivery's end in one script (workers/delivered.lua), a failure
+and its retry (or dead letter) in one transaction.
 
 At most once per (destination, event id) in normal operation: relay:delivery:<event id> holds each
 destination's state ("<attempt>.<deferrals>", "ok" or "dead"), and an attempt must claim it
-(workers/claim.lua), so neither a job that runs twice nor a duplicate retry sends again. At least
+(workers/claim.lua), so neither an event read twice nor a duplicate retry sends again. At least
 once when a worker dies mid-send: the attempt's lease expires and the sweeper (workers/sweeper.py)
 runs it again; only the attempt that still owns the delivery decides what follows
 (workers/release.lua). That window is the only way a destination can receive an event twice.
@@ -15,6 +16,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass, field
 
 from redis import Redis
 from rq import get_current_job
@@ -23,13 +25,21 @@ from relay import dead_letters, destination_state, jobs, keys
 from relay.destination_state import Parked
 from relay.event import Event, parse_event
 from workers import runtime
-from workers.attempts import record_attempt
+from workers.attempts import ATTEMPT_LOG_MAXLEN, ATTEMPTS_TTL, LOG_FIELDS, attempt_record, log_fields, record_attempt
 from workers.destinations.base import Outcome
 from workers.retry import Next, plan
 
 log = logging.getLogger(__name__)
-_CLAIM_LUA = importlib.resources.files("workers").joinpath("claim.lua").read_text()
-_RELEASE_LUA = importlib.resources.files("workers").joinpath("release.lua").read_text()
+
+
+def _lua(*names: str) -> str:
+    return "\n".join(importlib.resources.files("workers").joinpath(name).read_text() for name in names)
+
+
+_CLAIM_LUA = _lua("claim.lua")
+_RELEASE_LUA = _lua("release.lua")
+_DELIVERED_LUA = _lua("all_done.lua", "delivered.lua")
+_FORGET_LUA = _lua("all_done.lua", "forget.lua")
 
 
 @functools.lru_cache(maxsize=16)
@@ -46,10 +56,10 @@ def read_envelope(envelope: dict) -> Event:
     return event
 
 
-def keep_envelope(redis: Redis, envelope: dict) -> None:
+def keep_envelope(pipe, envelope: dict) -> None:
     """Store the envelope once, for the retries of every destination (they carry only its id)."""
     ttl = runtime.current().config.state_ttl
-    redis.set(keys.event_key(envelope["id"]), json.dumps(envelope, separators=(",", ":")), ex=ttl)
+    pipe.set(keys.event_key(envelope["id"]), json.dumps(envelope, separators=(",", ":")), ex=ttl)
 
 
 def lease_member(event_id: str, destination: str, number: int, deferrals: int) -> str:
@@ -57,32 +67,60 @@ def lease_member(event_id: str, destination: str, number: int, deferrals: int) -
     return json.dumps([event_id, destination, number, deferrals])
 
 
+@dataclass
+class Attempt:
+    """One delivery attempt to claim and, if it is ours, send.
+
+    `fresh`: the first attempt, made by the fan-out (it needs no state yet). `probe_entry`: the
+    parked entry a probe is sending: sent although the destination is paused.
+    """
+
+    envelope: dict
+    event: Event
+    destination: str
+    number: int
+    fresh: bool
+    deferrals: int = 0
+    probe_entry: bytes | None = None
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def claim_on(self, redis: Redis, pipe) -> None:
+        """Queue this attempt's claim (workers/claim.lua) on `pipe`."""
+        rt = runtime.current()
+        config = rt.config.destinations.get(self.destination)
+        lease = (config.timeout if config else 0.0) + rt.config.operations.lease_grace
+        event_id = self.event.id
+        _script(redis, _CLAIM_LUA)(
+            keys=[keys.delivery_key(event_id), keys.LEASES, keys.destination_key(self.destination),
+                  keys.parked_key(self.destination), keys.event_key(event_id)],
+            args=[self.destination, f"{self.number}.{self.deferrals}",
+                  lease_member(event_id, self.destination, self.number, self.deferrals), time.time() + lease,
+                  rt.config.state_ttl, "fresh" if self.fresh else "continue", "1" if self.probe_entry else "0",
+                  self.owner, event_id],
+            client=pipe,
+        )
+
+    def start(self, redis: Redis, claimed: int) -> bool:
+        """Act on the claim's answer: hand the send to a delivery thread, or say why not."""
+        what = f"{self.event.id} -> {self.destination} attempt {self.number}"
+        if claimed == 0:
+            log.info("%s: already done or in hand elsewhere; not sending", what)
+            return False
+        if claimed == 2:
+            log.info("%s: the destination is paused; the delivery waits", what)
+            return True
+        runtime.current().submit(lambda: _send_and_finish(redis, self))
+        return True
+
+
 def dispatch(redis: Redis, envelope: dict, event: Event, destination: str, number: int, fresh: bool,
              deferrals: int = 0, probe_entry: bytes | None = None) -> bool:
     """Claim attempt `number` to `destination` and hand it to a delivery thread (or park it while
-    the destination is paused); False if the attempt is not ours to make.
-
-    `probe_entry` is the parked entry a probe is sending: sent although the destination is paused.
-    """
-    rt = runtime.current()
-    config = rt.config.destinations.get(destination)
-    lease = (config.timeout if config else 0.0) + rt.config.operations.lease_grace
-    owner = uuid.uuid4().hex
-    member = lease_member(event.id, destination, number, deferrals)
-    claimed = _script(redis, _CLAIM_LUA)(
-        keys=[keys.delivery_key(event.id), keys.LEASES, keys.destination_key(destination),
-              keys.parked_key(destination), keys.event_key(event.id)],
-        args=[destination, f"{number}.{deferrals}", member, time.time() + lease, rt.config.state_ttl,
-              "fresh" if fresh else "continue", "1" if probe_entry else "0", owner, event.id],
-    )
-    if claimed == 0:
-        log.info("%s -> %s attempt %d: already done or in hand elsewhere; not sending", event.id, destination, number)
-        return False
-    if claimed == 2:
-        log.info("%s -> %s attempt %d: the destination is paused; the delivery waits", event.id, destination, number)
-        return True
-    rt.submit(lambda: _send_and_finish(redis, envelope, event, destination, number, deferrals, owner, probe_entry))
-    return True
+    the destination is paused); False if the attempt is not ours to make."""
+    attempt = Attempt(envelope, event, destination, number, fresh, deferrals, probe_entry)
+    pipe = redis.pipeline(transaction=False)
+    attempt.claim_on(redis, pipe)
+    return attempt.start(redis, pipe.execute()[0])
 
 
 def retry(event_id: str, destination: str, number: int, deferrals: int = 0) -> None:
@@ -96,19 +134,21 @@ def retry(event_id: str, destination: str, number: int, deferrals: int = 0) -> N
     dispatch(redis, envelope, read_envelope(envelope), destination, number, fresh=False, deferrals=deferrals)
 
 
-def _send_and_finish(redis: Redis, envelope: dict, event: Event, destination: str, number: int,
-                     deferrals: int, owner: str, probe_entry: bytes | None) -> None:
+def _send_and_finish(redis: Redis, attempt: Attempt) -> None:
+    what = f"{attempt.event.id} -> {attempt.destination} attempt {attempt.number}"
     try:
-        outcome, duration = _send(envelope, event, destination)
+        outcome, duration = _send(attempt.envelope, attempt.event, attempt.destination)
     except Exception:  # noqa: BLE001 - nothing may escape a delivery thread unlogged
-        log.exception("%s -> %s attempt %d: failed before sending", event.id, destination, number)
+        log.exception("%s: failed before sending", what)
         return
     try:
-        _finish(redis, envelope, event, destination, number, deferrals, owner, probe_entry, outcome, duration)
+        if outcome.ok and attempt.probe_entry is None:
+            _delivered(redis, attempt, outcome, duration)
+        else:
+            _finish(redis, attempt, outcome, duration)
     except Exception:
         # Redis failed, or a bug: if the lease is still there, the sweeper tries this attempt again.
-        log.exception("%s -> %s attempt %d: %s, but not recorded; the sweeper will retry it",
-                      event.id, destination, number, outcome.kind)
+        log.exception("%s: %s, but not recorded; the sweeper will retry it", what, outcome.kind)
 
 
 def _send(envelope: dict, event: Event, destination: str) -> tuple[Outcome, float]:
@@ -125,10 +165,38 @@ def _send(envelope: dict, event: Event, destination: str) -> tuple[Outcome, floa
     return outcome, time.monotonic() - started
 
 
-def _finish(redis: Redis, envelope: dict, event: Event, destination: str, number: int, deferrals: int,
-            owner: str, probe_entry: bytes | None, outcome: Outcome, duration: float) -> None:
-    """Record the attempt; if it still owns the delivery, decide what follows in one transaction."""
+def _delivered(redis: Redis, attempt: Attempt, outcome: Outcome, duration: float) -> None:
+    """A success: record it and close the delivery in one round trip (workers/delivered.lua)."""
     rt = runtime.current()
+    event_id, destination = attempt.event.id, attempt.destination
+    record = attempt_record(event_id, destination, attempt.number, outcome, None, duration)
+    log_args: list = []
+    for name, value in zip(LOG_FIELDS, log_fields(record)):
+        log_args += (name, value)
+    owned, paused_by = _script(redis, _DELIVERED_LUA)(
+        keys=[keys.delivery_key(event_id), keys.LEASES, keys.destination_key(destination), keys.ATTEMPT_LOG,
+              keys.attempts_key(event_id), keys.event_key(event_id)],
+        args=[destination, attempt.owner, lease_member(event_id, destination, attempt.number, attempt.deferrals),
+              # A success after failures or deferrals completes that delivery's story in the event's list.
+              ATTEMPT_LOG_MAXLEN, json.dumps(record, separators=(",", ":")) if attempt.number > 1 or attempt.deferrals else "",
+              int(max(rt.config.dead_letters.retention, ATTEMPTS_TTL)), *log_args],
+    )
+    if not owned:
+        log.warning("%s -> %s attempt %d: %s after its lease ran out; recorded, nothing more",
+                    event_id, destination, attempt.number, outcome.kind)
+        return
+    _log(attempt.event, destination, attempt.number, outcome, None, False)
+    # Only a pause of our own is lifted by a success: an operator's pause waits for the operator.
+    if paused_by == b"auto":
+        destination_state.resume(redis, destination, "a delivery succeeded", rt.config.state_ttl)
+
+
+def _finish(redis: Redis, attempt: Attempt, outcome: Outcome, duration: float) -> None:
+    """Record a failed (or probing) attempt; if it still owns the delivery, decide what follows in
+    one transaction."""
+    rt = runtime.current()
+    envelope, event, destination, number = attempt.envelope, attempt.event, attempt.destination, attempt.number
+    deferrals, probe_entry = attempt.deferrals, attempt.probe_entry
     config = rt.config.destinations.get(destination)
     age = time.time() - max(envelope["received_at"], envelope.get("replayed_at", 0))
     step = plan(config.retry, number, deferrals, outcome, age) if config else None
@@ -136,12 +204,13 @@ def _finish(redis: Redis, envelope: dict, event: Event, destination: str, number
     waits = outcome.kind == "gone" or (probe_entry is not None and outcome.kind == "transient")
     owned = _script(redis, _RELEASE_LUA)(
         keys=[keys.delivery_key(event.id), keys.LEASES],
-        args=[destination, owner, lease_member(event.id, destination, number, deferrals)],
+        args=[destination, attempt.owner, lease_member(event.id, destination, number, deferrals)],
     )
     pipe = redis.pipeline(transaction=True)
     pipe.multi()  # before any command: RQ's schedule_job joins this MULTI
     next_in = step.delay if step and owned and not waits else None
-    record_attempt(pipe, event.id, destination, number, outcome, next_in, duration, rt.config.dead_letters.retention)
+    record = attempt_record(event.id, destination, number, outcome, next_in, duration)
+    record_attempt(pipe, record, rt.config.dead_letters.retention)
     if not owned:
         # The sweeper presumed this attempt lost and handed the delivery on: that attempt decides.
         pipe.execute()
@@ -166,6 +235,9 @@ def _finish(redis: Redis, envelope: dict, event: Event, destination: str, number
         if not outcome.ok:
             dead_letters.add(pipe, envelope, destination, outcome, number)
     pipe.execute()
+    if not waits and step is None:
+        # Done with this destination: the envelope may be unneeded now (a dead letter has its own).
+        _script(redis, _FORGET_LUA)(keys=[keys.delivery_key(event.id), keys.event_key(event.id)])
     _log(event, destination, number, outcome, next_in, waits)
     _update_health(redis, destination, config, outcome)
 

@@ -70,6 +70,11 @@ class Runtime:
 
         self.pool.submit(run)
 
+    def wait_until_fewer_in_flight_than(self, limit: int) -> None:
+        """Wait until fewer than `limit` deliveries are in flight."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight < limit)
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no delivery is in flight (a warm shutdown, or a test); False on timeout."""
         with self._idle:

@@ -6,13 +6,11 @@ import threading
 import time
 
 import pytest
-from rq import Queue
-from rq.serializers import JSONSerializer
 
 from config.wms_events import CATALOGUE
 from relay.app import create_app
-from relay.jobs import QUEUE_NAME
-from relay.keys import dedup_key
+from relay.inbox import waiting
+from relay.keys import INBOX, dedup_key
 from relay.local_redis import LocalRedis
 from relay.redis_conn import connect
 from relay.samples import new_session_id, sample_event, to_body
@@ -20,11 +18,6 @@ from tests.conftest import PREVIOUS_SECRET, SECRET, signed_post
 from tests.relay.test_signature import VECTORS
 
 UNAUTHORIZED = {"error": "unauthorized", "detail": "missing or invalid X-WMS-Content-MAC signature"}
-
-
-def queued_envelopes(redis):
-    """The envelopes of the jobs waiting in the events queue, oldest first."""
-    return [job.args[0] for job in Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer).get_jobs()]
 
 
 def event_body(code="MEASUREMENT_CREATED", session_id="sess-1", sequence=0):
@@ -37,7 +30,7 @@ def test_every_documented_code_is_accepted_and_queued(client, redis):
         response = signed_post(client, event_body(code, session_id, sequence))
         assert response.status_code == 202, response.json
         assert response.json == {"status": "accepted", "id": f"wms:{session_id}:{sequence}"}
-    assert [e["id"] for e in queued_envelopes(redis)] == [f"wms:{session_id}:{i}" for i in range(19)]
+    assert [e["id"] for e in waiting(redis)] == [f"wms:{session_id}:{i}" for i in range(19)]
 
 
 def test_the_queued_body_is_the_raw_bytes_not_a_reserialisation(client, redis):
@@ -45,7 +38,7 @@ def test_the_queued_body_is_the_raw_bytes_not_a_reserialisation(client, redis):
     body = '{ "event":"WMS_LOADED","severity":"INFO" , "sessionId":"s\\u002d1","sequence":0,"timestamp":%d, "note":"Łódź 😀" }' % int(time.time())
     response = signed_post(client, body.encode("utf-8"))
     assert response.status_code == 202
-    (envelope,) = queued_envelopes(redis)
+    (envelope,) = waiting(redis)
     assert envelope["body"].encode("utf-8") == body.encode("utf-8")
     assert envelope["id"] == "wms:s-1:0" and envelope["source"] == "wms"
     assert envelope["received_at"] == pytest.approx(time.time(), abs=60)
@@ -77,14 +70,14 @@ def test_a_duplicate_is_acknowledged_but_not_queued_again(client, redis, caplog)
     assert signed_post(client, body).status_code == 202
     response = signed_post(client, body)
     assert (response.status_code, response.json) == (200, {"status": "duplicate", "id": "wms:sess-1:3"})
-    assert len(queued_envelopes(redis)) == 1
+    assert len(waiting(redis)) == 1
     assert "duplicate wms:sess-1:3 not queued again" in caplog.text
 
 
 def test_same_session_and_sequence_with_a_different_body_is_still_a_duplicate(client, redis):
     assert signed_post(client, event_body("WMS_LOADED", "s", 0)).status_code == 202
     assert signed_post(client, event_body("CAMERA_STARTED", "s", 0)).json["status"] == "duplicate"
-    assert len(queued_envelopes(redis)) == 1
+    assert len(waiting(redis)) == 1
 
 
 def test_the_dedup_key_expires_with_the_configured_window(app, client, redis, relay_config):
@@ -93,7 +86,7 @@ def test_the_dedup_key_expires_with_the_configured_window(app, client, redis, re
     assert relay_config.ingest.dedup_window - 5 <= ttl <= relay_config.ingest.dedup_window
 
 
-def test_concurrent_identical_posts_queue_exactly_one_job(app, redis):
+def test_concurrent_identical_posts_add_exactly_one_inbox_entry(app, redis):
     body = event_body(sequence=9)
     barrier = threading.Barrier(16)
     statuses = []
@@ -109,7 +102,7 @@ def test_concurrent_identical_posts_queue_exactly_one_job(app, redis):
     for t in threads:
         t.join()
     assert sorted(statuses) == [200] * 15 + [202]
-    assert len(queued_envelopes(redis)) == 1
+    assert len(waiting(redis)) == 1
 
 
 def test_unknown_code_is_accepted_and_logged_as_unknown(client, caplog):
@@ -234,18 +227,18 @@ def test_freshness_is_off_by_default(client):
 
 def test_a_failed_write_leaves_no_dedup_key_so_the_retry_is_queued(client, redis, caplog):
     # A script that fails halfway is not rolled back by Redis: the dedup key must be its last write.
-    redis.set(f"rq:queue:{QUEUE_NAME}", "not a list")
+    redis.set(INBOX, "not a stream")
     body = event_body(sequence=7)
     response = signed_post(client, body)
     assert (response.status_code, response.json) == (
         503, {"error": "unavailable", "detail": "cannot store the event right now; retry later"}
     )
     assert not redis.exists(dedup_key("wms:sess-1:7"))
-    assert redis.keys("rq:job:*") == []  # refused before any write: no orphan job
-    assert "redis unavailable, refused event wms:sess-1:7: ResponseError: WRONGTYPE rq:queue:events" in caplog.text
-    redis.delete(f"rq:queue:{QUEUE_NAME}")
+    assert ("redis unavailable, refused event wms:sess-1:7: ResponseError: WRONGTYPE Operation against a key "
+            "holding the wrong kind of value script: ") in caplog.text
+    redis.delete(INBOX)
     assert signed_post(client, body).status_code == 202
-    assert [e["id"] for e in queued_envelopes(redis)] == ["wms:sess-1:7"]
+    assert [e["id"] for e in waiting(redis)] == ["wms:sess-1:7"]
 
 
 def test_redis_down_means_503_with_retry_after_and_ready_again_when_it_returns(settings, relay_config):

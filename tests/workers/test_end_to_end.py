@@ -11,7 +11,7 @@ from relay.keys import DEAD_LETTERS
 from relay.samples import COMPLETED_SESSION, FAILED_SESSION, sample_session, to_body
 from tests.conftest import CRM_SECRET, signed_post
 from tests.peers import Reply
-from workers.attempts import attempts_of
+from workers.attempts import attempt_log, attempts_of
 
 CRM_PATH = "/crm?token=crm-token"
 SLACK_PATH = "/slack/T000/B000/XXXX"
@@ -27,7 +27,8 @@ def test_a_completed_session_feeds_the_callback_and_alerts_nobody(relay):
     post_all(relay, events)
     relay.drain()
     crm = relay.http.to(CRM_PATH)
-    assert [r.body for r in crm] == [to_body(e) for e in events]  # every event, in order, bytes unchanged
+    # Every event, bytes unchanged; sends run in parallel, so not necessarily in order (README).
+    assert sorted(r.body for r in crm) == sorted(to_body(e) for e in events)
     assert relay.http.to(SLACK_PATH) == [] and relay.smtp.messages == []
 
 
@@ -98,8 +99,11 @@ def test_a_failing_destination_does_not_stop_or_repeat_the_others(relay):
     # Slack got it on its second attempt; the others were not sent again.
     assert len(relay.http.to(SLACK_PATH)) == 2
     assert len(relay.http.to(CRM_PATH)) == 1 and len(relay.smtp.messages) == 1
+    # The log has every attempt; the event's own list, the delivery that needed a second try.
+    logged = [(a["destination"], a["attempt"], a["outcome"]) for a in attempt_log(relay.redis)]
+    assert sorted(logged) == [("crm", "1", "ok"), ("ops-email", "1", "ok"), ("ops-slack", "1", "transient"), ("ops-slack", "2", "ok")]
     outcomes = [(a["destination"], a["attempt"], a["outcome"]) for a in attempts_of(relay.redis, event_id)]
-    assert sorted(outcomes) == [("crm", 1, "ok"), ("ops-email", 1, "ok"), ("ops-slack", 1, "transient"), ("ops-slack", 2, "ok")]
+    assert outcomes == [("ops-slack", 1, "transient"), ("ops-slack", 2, "ok")]
     assert relay.redis.zcard(DEAD_LETTERS) == 0
 
 

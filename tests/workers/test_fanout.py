@@ -1,45 +1,48 @@
-"""The fan-out job and delivery attempts: once per destination, side by side, recorded."""
+"""The fan-out and delivery attempts: once per destination, side by side, recorded."""
 
 import json
 import logging
 import subprocess
 import sys
 import time
-import zlib
 
-from rq.registry import FailedJobRegistry
+import pytest
 
 from relay import jobs, keys
+from relay.inbox import waiting
 from relay.samples import sample_session, to_body
 from tests.conftest import signed_post
 from tests.peers import Reply
 from tests.workers.test_end_to_end import CRM_PATH, SLACK_PATH
 from workers import delivery, runtime, sweeper
-from workers.attempts import attempts_of
+from workers.attempts import LOG_FIELDS, attempt_log, attempts_of
+from workers.drain import Drain
+from workers.fanout import fan_out_batch
 
 
-def test_a_job_that_runs_twice_sends_nothing_twice(relay, caplog):
+def test_an_event_fanned_out_twice_sends_nothing_twice(relay, caplog):
     caplog.set_level(logging.INFO, logger="workers")
     (event,) = sample_session(("CONSTRAINT_VIOLATION",))
     signed_post(relay.client, to_body(event))
-    (job,) = relay.queue.get_jobs()
+    (envelope,) = waiting(relay.redis)
     relay.drain()
-    relay.queue.enqueue_job(job)  # as if a worker had died after sending and RQ ran the job again
+    # As if its reader had died before acknowledging it and another reader took the entry over.
+    fan_out_batch(relay.redis, [(None, envelope)])
     relay.drain()
     assert len(relay.http.to(SLACK_PATH)) == len(relay.http.to(CRM_PATH)) == len(relay.smtp.messages) == 1
     event_id = f"wms:{event['sessionId']}:0"
     for destination in ("ops-slack", "ops-email", "crm"):
         assert f"{event_id} -> {destination} attempt 1: already done or in hand elsewhere; not sending" in caplog.text
-    assert len(attempts_of(relay.redis, event_id)) == 3
+    assert len(attempt_log(relay.redis)) == 3
 
 
-def test_a_job_that_runs_again_after_a_failure_starts_no_second_retry_chain(relay):
+def test_an_event_fanned_out_again_after_a_failure_starts_no_second_retry_chain(relay):
     (event,) = sample_session(("CONSTRAINT_VIOLATION",))
     relay.http.script(SLACK_PATH, Reply(500, b"down"))
     signed_post(relay.client, to_body(event))
-    (job,) = relay.queue.get_jobs()
+    (envelope,) = waiting(relay.redis)
     relay.drain()
-    relay.queue.enqueue_job(job)
+    fan_out_batch(relay.redis, [(None, envelope)])
     relay.drain()
     assert len(relay.http.to(SLACK_PATH)) == 1
     assert [j.args for j, _ in relay.scheduled()] == [[f"wms:{event['sessionId']}:0", "ops-slack", 2, 0]]
@@ -82,7 +85,7 @@ def test_an_attempt_whose_record_fails_is_retried_by_the_sweeper(relay, monkeypa
         calls.append(args)
         raise ConnectionError("redis went away")
 
-    monkeypatch.setattr(delivery, "_finish", broken_finish)
+    monkeypatch.setattr(delivery, "_delivered", broken_finish)
     signed_post(relay.client, to_body(event))
     relay.drain()
     monkeypatch.undo()
@@ -93,7 +96,7 @@ def test_an_attempt_whose_record_fails_is_retried_by_the_sweeper(relay, monkeypa
     relay.drain()
     # Sent twice: at least once, never lost. The second attempt is the one recorded.
     assert len(relay.http.to(CRM_PATH)) == 2 and len(calls) == 1
-    assert [(a["attempt"], a["outcome"]) for a in attempts_of(relay.redis, event_id)] == [(1, "ok")]
+    assert [(a["attempt"], a["outcome"]) for a in attempt_log(relay.redis)] == [("1", "ok")]
 
 
 def test_one_sweep_chain_runs_and_a_stale_one_stops(relay):
@@ -127,17 +130,20 @@ def test_every_attempt_is_recorded_with_its_outcome(relay):
     relay.http.script(SLACK_PATH, Reply(429, b"rate_limited", {"Retry-After": "30"}))
     signed_post(relay.client, to_body(event))
     relay.drain()
-    records = {a["destination"]: a for a in attempts_of(relay.redis, f"wms:{event['sessionId']}:0")}
-    slack = records["ops-slack"]
+    (slack,) = attempts_of(relay.redis, f"wms:{event['sessionId']}:0")  # the others succeeded at once
     assert (slack["attempt"], slack["outcome"], slack["status"], slack["detail"]) == (1, "transient", "HTTP 429", "rate_limited")
     assert 30 <= slack["next_retry_in"] <= 31  # a deferral: Retry-After, not the schedule's 5 s
     ((job, _),) = relay.scheduled()
     assert job.args[1:] == ["ops-slack", 1, 1]  # the same attempt again, one deferral used
     assert slack["duration_ms"] >= 0 and slack["at"] > 0
-    assert (records["crm"]["outcome"], records["crm"]["status"]) == ("ok", "HTTP 200")
-    assert (records["ops-email"]["outcome"], records["ops-email"]["status"]) == ("ok", "SMTP 250")
-    log = [json.loads(fields[b"record"]) for _, fields in relay.redis.xrange("relay:attempt-log")]
-    assert sorted(r["destination"] for r in log) == ["crm", "ops-email", "ops-slack"]
+    logged = {a["destination"]: a for a in attempt_log(relay.redis)}
+    assert (logged["crm"]["outcome"], logged["crm"]["status"], logged["crm"]["retry_in"]) == ("ok", "HTTP 200", "")
+    assert (logged["ops-email"]["outcome"], logged["ops-email"]["status"]) == ("ok", "SMTP 250")
+    assert (logged["ops-slack"]["outcome"], logged["ops-slack"]["detail"]) == ("transient", "rate_limited")
+    assert 30 <= float(logged["ops-slack"]["retry_in"]) <= 31
+    # Plain fields, the same every time, so Redis keeps their names once per block of entries.
+    ((_, fields),) = relay.redis.xrange(keys.ATTEMPT_LOG, count=1)
+    assert [name.decode() for name in fields] == list(LOG_FIELDS)
 
 
 def test_secrets_never_reach_attempt_records(relay):
@@ -145,7 +151,7 @@ def test_secrets_never_reach_attempt_records(relay):
     relay.http.stop()  # every HTTP destination now fails to connect; the libraries quote the URL
     signed_post(relay.client, to_body(event))
     relay.drain()
-    text = json.dumps(attempts_of(relay.redis, f"wms:{event['sessionId']}:0"))
+    text = json.dumps([attempts_of(relay.redis, f"wms:{event['sessionId']}:0"), attempt_log(relay.redis)])
     assert "connection error" in text
     for secret in ("XXXX", "crm-token", "crm-api-key", "T000/B000"):
         assert secret not in text
@@ -162,25 +168,69 @@ def test_an_event_that_matches_no_rule_is_logged_and_done(relay, monkeypatch, ca
     assert relay.http.requests == []
 
 
-def test_a_job_whose_body_does_not_match_its_id_fails_loudly(relay):
-    body = to_body(sample_session(("WMS_LOADED",))[0])
-    job = relay.queue.enqueue("workers.fanout.fan_out", {"v": 1, "id": "wms:s:2", "source": "wms", "received_at": 0, "body": body.decode()})
+def test_an_inbox_entry_whose_body_does_not_match_its_id_is_logged_and_skipped(relay, caplog):
+    (event,) = sample_session(("WMS_LOADED",))
+    envelope = {"v": 1, "id": "wms:s:2", "source": "wms", "received_at": 0.0, "body": to_body(event).decode()}
+    entry_id = relay.redis.xadd(keys.INBOX, envelope).decode()
     relay.drain()
-    assert FailedJobRegistry(queue=relay.queue).get_job_ids() == [job.id]
-    assert "envelope id 'wms:s:2' does not match its body's event id" in job.latest_result().exc_string
-    assert relay.http.requests == []
+    assert (f"inbox entry {entry_id} is not a valid envelope (envelope id 'wms:s:2' does not match its body's "
+            f"event id 'wms:{event['sessionId']}:0'); skipped: {json.dumps(envelope)}") in caplog.text
+    assert relay.http.requests == [] and waiting(relay.redis) == []
 
 
-def test_the_queued_envelope_is_versioned_plain_json(client, redis):
+def test_an_inbox_entry_that_is_no_envelope_is_logged_and_skipped(relay, caplog):
+    (event,) = sample_session(("WMS_LOADED",))
+    signed_post(relay.client, to_body(event))
+    entry_id = relay.redis.xadd(keys.INBOX, {"note": "hand-made"}).decode()
+    relay.drain()
+    assert (f"inbox entry {entry_id} is not an event envelope (KeyError: b'v'); skipped: {{'note': 'hand-made'}}"
+            in caplog.text)
+    # The entry beside it went out; neither is read again.
+    assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(event)]
+    assert relay.redis.xlen(keys.INBOX) == 0
+    assert relay.redis.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] == 0
+
+
+def test_an_entry_whose_claims_fail_stays_pending_and_goes_out_once_redis_recovers(relay, caplog):
+    (event,) = sample_session(("CONSTRAINT_VIOLATION",))
+    event_id = f"wms:{event['sessionId']}:0"
+    signed_post(relay.client, to_body(event))
+    relay.redis.set(keys.delivery_key(event_id), "not a hash")  # every claim of this event fails
+    reader = Drain(relay.redis, name="one")
+    reader.ensure_group()
+    with pytest.raises(RuntimeError) as exc:
+        reader.step(block_ms=None)
+    assert str(exc.value).startswith("1 inbox entries could not be fanned out and stay pending: WRONGTYPE "
+                                     "Operation against a key holding the wrong kind of value script: ")
+    assert relay.redis.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] == 1
+    relay.redis.delete(keys.delivery_key(event_id))
+    reader._own_pending = True  # what the read loop does after an error
+    assert reader.step(block_ms=None) == 1
+    relay.drain()
+    assert len(relay.http.to(CRM_PATH)) == len(relay.http.to(SLACK_PATH)) == len(relay.smtp.messages) == 1
+    assert relay.redis.xlen(keys.INBOX) == 0
+
+
+def test_a_fan_out_job_of_an_earlier_version_still_delivers(relay):
+    # Events queued as one RQ job each before an upgrade go out once, like the inbox's.
+    (event,) = sample_session(("WMS_LOADED",))
+    envelope = {"v": 1, "id": f"wms:{event['sessionId']}:0", "source": "wms", "received_at": time.time(),
+                "body": to_body(event).decode()}
+    relay.queue.enqueue("workers.fanout.fan_out", envelope)
+    relay.queue.enqueue("workers.fanout.fan_out", envelope)
+    relay.drain()
+    assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(event)]
+
+
+def test_the_inbox_entry_is_the_versioned_envelope_in_plain_fields(client, redis):
     (event,) = sample_session(("WMS_LOADED",))
     signed_post(client, to_body(event))
-    # The raw hash, as another process would read it: JSON, not pickle.
-    (job_key,) = redis.keys("rq:job:*")
-    func, _instance, args, kwargs = json.loads(zlib.decompress(redis.hget(job_key, "data")))
-    assert (func, kwargs) == ("workers.fanout.fan_out", {})
-    (envelope,) = args
-    assert sorted(envelope) == ["body", "id", "received_at", "source", "v"]
-    assert (envelope["v"], envelope["id"], envelope["body"]) == (1, f"wms:{event['sessionId']}:0", to_body(event).decode())
+    # The raw entry, as another process (or redis-cli) would read it: plain values, not pickle.
+    ((_, fields),) = redis.xrange(keys.INBOX)
+    assert list(fields) == [b"v", b"id", b"source", b"received_at", b"body"]
+    assert (fields[b"v"], fields[b"id"], fields[b"source"], fields[b"body"]) == (
+        b"1", f"wms:{event['sessionId']}:0".encode(), b"wms", to_body(event))
+    assert abs(float(fields[b"received_at"]) - time.time()) < 5
 
 
 def test_the_worker_side_does_not_load_flask():

@@ -1,0 +1,145 @@
+"""The inbox reader: every worker process reads relay:inbox through the consumer group `fanout`,
+a batch at a time, and fans the events out (workers/fanout.py), on a thread of its own beside
+RQ's job loop (retries, sweeps, probes and replays stay RQ jobs).
+
+Why not an RQ job per event: one costs ~3 ms of worker CPU, several times a whole delivery; and
+why not RQ jobs per batch: something would have to wake them, which costs ingest a round trip
+and lets only one batch run at a time. A consumer group gives each entry to one reader, keeps it
+pending until acknowledged and lets another reader take it over, and adding worker processes
+adds readers.
+
+An entry is pending from its read until its deliveries are claimed (milliseconds). One pending
+longer than operations.lease_grace belongs to a reader that died: the next maintenance of any
+reader (every operations.sweep_every) takes it over.
+"""
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+from redis import Redis
+from redis.exceptions import ResponseError
+from rq.suspension import is_suspended
+
+from relay import keys
+from relay.inbox import envelope_from_entry
+from workers import runtime
+from workers.fanout import fan_out_batch
+
+log = logging.getLogger(__name__)
+
+BATCH = 16  # entries per read: with 3 destinations each, 48 claims in one pipeline
+BLOCK_MS = 1000  # how long one read waits for new entries: also how soon a stop is noticed
+IDLE_READER_TTL_MS = 3600_000  # readers with nothing pending and idle this long are forgotten
+
+
+class Drain:
+    """One reader of the inbox; `start` runs it on a thread, `drain_all` in the caller."""
+
+    def __init__(self, redis: Redis, name: str | None = None):
+        self.redis = redis
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._own_pending = True  # read what this reader holds first (after an error, say)
+        self._next_maintenance = 0.0
+
+    def ensure_group(self) -> None:
+        """Create the consumer group (and the stream) unless they exist; from the first entry on."""
+        try:
+            self.redis.xgroup_create(keys.INBOX, keys.INBOX_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def step(self, block_ms: int | None = BLOCK_MS) -> int:
+        """Fan out one batch; return how many entries it held (0: nothing was waiting)."""
+        rt = runtime.current()
+        if is_suspended(self.redis):
+            # `rq suspend` pauses the whole worker, fan-out too, until `rq resume`.
+            self._stop.wait(1 if block_ms else 0)
+            return 0
+        # Claims start the leases: take no more than the delivery threads can start sending soon.
+        rt.wait_until_fewer_in_flight_than(runtime.MAX_IN_FLIGHT // 2)
+        try:
+            if time.monotonic() >= self._next_maintenance:
+                self._next_maintenance = time.monotonic() + rt.config.operations.sweep_every
+                taken = self._take_over(int(rt.config.operations.lease_grace * 1000))
+                if taken:
+                    return taken
+            entries = self._read("0", None) if self._own_pending else []
+            if not entries:
+                self._own_pending = False
+                entries = self._read(">", block_ms)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self.ensure_group()  # Redis was emptied (or never had it): the next read finds it
+            return 0
+        if not entries:
+            return 0
+        fan_out_batch(self.redis, [(entry_id, _envelope(entry_id, fields)) for entry_id, fields in entries])
+        return len(entries)
+
+    def _read(self, start: str, block_ms: int | None) -> list:
+        """Entries this reader holds ("0") or new ones (">")."""
+        reply = self.redis.xreadgroup(keys.INBOX_GROUP, self.name, {keys.INBOX: start}, count=BATCH, block=block_ms)
+        return reply[0][1] if reply else []
+
+    def drain_all(self) -> int:
+        """Fan out everything waiting now, in this thread (`--burst` and tests); return how many."""
+        self.ensure_group()
+        total = 0
+        while count := self.step(block_ms=None):
+            total += count
+        return total
+
+    def start(self) -> None:
+        self.ensure_group()
+        self._thread = threading.Thread(target=self._run, name="inbox", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        """Finish the batch in hand and stop reading."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:  # noqa: BLE001 - Redis away, or a bug: keep reading, never die silently
+                log.exception("reading the inbox failed; trying again in 1 s")
+                self._own_pending = True
+                self._stop.wait(1)
+
+    def _take_over(self, min_idle_ms: int) -> int:
+        """Fan out entries left pending by readers that died; forget long-idle readers."""
+        reply = self.redis.xautoclaim(keys.INBOX, keys.INBOX_GROUP, self.name, min_idle_ms, count=BATCH)
+        entries = reply[1] if reply else []
+        if entries:
+            log.warning("taking over %d inbox entries left pending by a stopped worker", len(entries))
+            fan_out_batch(self.redis, [(entry_id, _envelope(entry_id, fields)) for entry_id, fields in entries])
+        for reader in self.redis.xinfo_consumers(keys.INBOX, keys.INBOX_GROUP):
+            name = reader["name"].decode() if isinstance(reader["name"], bytes) else reader["name"]
+            if reader["pending"] == 0 and reader["idle"] > IDLE_READER_TTL_MS and name != self.name:
+                self.redis.xgroup_delconsumer(keys.INBOX, keys.INBOX_GROUP, name)
+        return len(entries)
+
+
+def _envelope(entry_id: bytes, fields: dict | None) -> dict | None:
+    """An entry's envelope; None for an entry deleted while it was pending, or not one of ours."""
+    if not fields:
+        return None
+    try:
+        return envelope_from_entry(fields)
+    except (KeyError, ValueError) as exc:
+        # Not written by the inbox: a bug or a hand-made entry. Kept in the log, not read forever.
+        shown = {k.decode(errors="replace"): v.decode(errors="replace")[:2000] for k, v in fields.items()}
+        log.error("inbox entry %s is not an event envelope (%s: %s); skipped: %s", entry_id.decode(),
+                  exc.__class__.__name__, exc, shown)
+        return None
