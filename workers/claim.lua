@@ -1,7 +1,7 @@
 -- Claim the right to make one delivery attempt, atomically, then either take a lease on it or,
 -- when its destination is paused, park it.
--- A fresh claim (the fan-out job) needs no state yet: a second run of the same job finds the
--- state and sends nothing. A continuing claim (a retry, a released or swept-up attempt) needs the
+-- A fresh claim (the fan-out) needs no state yet: an event fanned out a second time (an inbox
+-- entry read again) finds the state and sends nothing. A continuing claim (a retry, a released or swept-up attempt) needs the
 -- state to name exactly this attempt and deferral ("3.1") and no live lease on it: a stale or
 -- duplicate job sends nothing. The lease says when the attempt is presumed lost; the owner token
 -- lets only this attempt record its outcome (workers/release.lua).

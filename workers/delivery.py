@@ -10,8 +10,6 @@ runs it again; only the attempt that still owns the delivery decides what follow
 (workers/release.lua). That window is the only way a destination can receive an event twice.
 """
 
-import functools
-import importlib.resources
 import json
 import logging
 import time
@@ -24,28 +22,16 @@ from rq import get_current_job
 from relay import dead_letters, destination_state, jobs, keys
 from relay.destination_state import Parked
 from relay.event import Event, parse_event
-from workers import runtime
+from workers import runtime, scripts
 from workers.attempts import ATTEMPT_LOG_MAXLEN, ATTEMPTS_TTL, LOG_FIELDS, attempt_record, log_fields, record_attempt
 from workers.destinations.base import Outcome
 from workers.retry import Next, plan
 
 log = logging.getLogger(__name__)
-
-
-def _lua(*names: str) -> str:
-    return "\n".join(importlib.resources.files("workers").joinpath(name).read_text() for name in names)
-
-
-_CLAIM_LUA = _lua("claim.lua")
-_RELEASE_LUA = _lua("release.lua")
-_DELIVERED_LUA = _lua("all_done.lua", "delivered.lua")
-_FORGET_LUA = _lua("all_done.lua", "forget.lua")
-
-
-@functools.lru_cache(maxsize=16)
-def _script(redis: Redis, source: str):
-    # One Script per client: registering hashes the source, work a delivery need not repeat.
-    return redis.register_script(source)
+_CLAIM_LUA = scripts.source("claim.lua")
+_RELEASE_LUA = scripts.source("release.lua")
+_DELIVERED_LUA = scripts.source("all_done.lua", "delivered.lua")
+_FORGET_LUA = scripts.source("all_done.lua", "forget.lua")
 
 
 def read_envelope(envelope: dict) -> Event:
@@ -60,6 +46,11 @@ def keep_envelope(pipe, envelope: dict) -> None:
     """Store the envelope once, for the retries of every destination (they carry only its id)."""
     ttl = runtime.current().config.state_ttl
     pipe.set(keys.event_key(envelope["id"]), json.dumps(envelope, separators=(",", ":")), ex=ttl)
+
+
+def forget_if_done(redis: Redis, event_id: str, pipe=None) -> None:
+    """Delete the event's stored envelope if every destination of it is done (workers/forget.lua)."""
+    scripts.script(redis, _FORGET_LUA)(keys=[keys.delivery_key(event_id), keys.event_key(event_id)], client=pipe)
 
 
 def lease_member(event_id: str, destination: str, number: int, deferrals: int) -> str:
@@ -90,7 +81,7 @@ class Attempt:
         config = rt.config.destinations.get(self.destination)
         lease = (config.timeout if config else 0.0) + rt.config.operations.lease_grace
         event_id = self.event.id
-        _script(redis, _CLAIM_LUA)(
+        scripts.script(redis, _CLAIM_LUA)(
             keys=[keys.delivery_key(event_id), keys.LEASES, keys.destination_key(self.destination),
                   keys.parked_key(self.destination), keys.event_key(event_id)],
             args=[self.destination, f"{self.number}.{self.deferrals}",
@@ -100,16 +91,23 @@ class Attempt:
             client=pipe,
         )
 
-    def start(self, redis: Redis, claimed: int) -> bool:
-        """Act on the claim's answer: hand the send to a delivery thread, or say why not."""
+    def start(self, redis: Redis, claimed: int, reserved: bool = False) -> bool:
+        """Act on the claim's answer: hand the send to a delivery thread (one `reserved` for it,
+        if so), or say why not."""
+        rt = runtime.current()
         what = f"{self.event.id} -> {self.destination} attempt {self.number}"
+        if claimed == 1:
+            if reserved:
+                rt.submit_reserved(lambda: _send_and_finish(redis, self))
+            else:
+                rt.submit(lambda: _send_and_finish(redis, self))
+            return True
+        if reserved:
+            rt.unreserve(1)
         if claimed == 0:
             log.info("%s: already done or in hand elsewhere; not sending", what)
             return False
-        if claimed == 2:
-            log.info("%s: the destination is paused; the delivery waits", what)
-            return True
-        runtime.current().submit(lambda: _send_and_finish(redis, self))
+        log.info("%s: the destination is paused; the delivery waits", what)
         return True
 
 
@@ -173,13 +171,13 @@ def _delivered(redis: Redis, attempt: Attempt, outcome: Outcome, duration: float
     log_args: list = []
     for name, value in zip(LOG_FIELDS, log_fields(record)):
         log_args += (name, value)
-    owned, paused_by = _script(redis, _DELIVERED_LUA)(
+    owned, paused_by = scripts.script(redis, _DELIVERED_LUA)(
         keys=[keys.delivery_key(event_id), keys.LEASES, keys.destination_key(destination), keys.ATTEMPT_LOG,
               keys.attempts_key(event_id), keys.event_key(event_id)],
         args=[destination, attempt.owner, lease_member(event_id, destination, attempt.number, attempt.deferrals),
-              # A success after failures or deferrals completes that delivery's story in the event's list.
-              ATTEMPT_LOG_MAXLEN, json.dumps(record, separators=(",", ":")) if attempt.number > 1 or attempt.deferrals else "",
-              int(max(rt.config.dead_letters.retention, ATTEMPTS_TTL)), *log_args],
+              ATTEMPT_LOG_MAXLEN, json.dumps(record, separators=(",", ":")),
+              int(max(rt.config.dead_letters.retention, ATTEMPTS_TTL)),
+              "1" if attempt.number > 1 or attempt.deferrals else "0", *log_args],
     )
     if not owned:
         log.warning("%s -> %s attempt %d: %s after its lease ran out; recorded, nothing more",
@@ -202,7 +200,7 @@ def _finish(redis: Redis, attempt: Attempt, outcome: Outcome, duration: float) -
     step = plan(config.retry, number, deferrals, outcome, age) if config else None
     # A probe that fails leaves its delivery first in line, without using up its schedule.
     waits = outcome.kind == "gone" or (probe_entry is not None and outcome.kind == "transient")
-    owned = _script(redis, _RELEASE_LUA)(
+    owned = scripts.script(redis, _RELEASE_LUA)(
         keys=[keys.delivery_key(event.id), keys.LEASES],
         args=[destination, attempt.owner, lease_member(event.id, destination, number, deferrals)],
     )
@@ -237,7 +235,7 @@ def _finish(redis: Redis, attempt: Attempt, outcome: Outcome, duration: float) -
     pipe.execute()
     if not waits and step is None:
         # Done with this destination: the envelope may be unneeded now (a dead letter has its own).
-        _script(redis, _FORGET_LUA)(keys=[keys.delivery_key(event.id), keys.event_key(event.id)])
+        forget_if_done(redis, event.id)
     _log(event, destination, number, outcome, next_in, waits)
     _update_health(redis, destination, config, outcome)
 

@@ -8,9 +8,10 @@ and lets only one batch run at a time. A consumer group gives each entry to one 
 pending until acknowledged and lets another reader take it over, and adding worker processes
 adds readers.
 
-An entry is pending from its read until its deliveries are claimed (milliseconds). One pending
-longer than operations.lease_grace belongs to a reader that died: the next maintenance of any
-reader (every operations.sweep_every) takes it over.
+An entry is pending from its read until its deliveries are claimed: milliseconds, or as long as
+its deliveries wait for free delivery threads (at most about one send). One pending longer than
+operations.lease_grace belongs to a reader that died: the next maintenance of any reader (every
+operations.sweep_every) takes it over.
 """
 
 import logging
@@ -26,7 +27,7 @@ from rq.suspension import is_suspended
 
 from relay import keys
 from relay.inbox import envelope_from_entry
-from workers import runtime
+from workers import runtime, scripts
 from workers.fanout import fan_out_batch
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 BATCH = 16  # entries per read: with 3 destinations each, 48 claims in one pipeline
 BLOCK_MS = 1000  # how long one read waits for new entries: also how soon a stop is noticed
 IDLE_READER_TTL_MS = 3600_000  # readers with nothing pending and idle this long are forgotten
+_FORGET_READERS_LUA = scripts.source("forget_readers.lua")
 
 
 class Drain:
@@ -44,7 +46,7 @@ class Drain:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._own_pending = True  # read what this reader holds first (after an error, say)
+        self._retry_own = False  # after an error: read once more what this reader holds
         self._next_maintenance = 0.0
 
     def ensure_group(self) -> None:
@@ -62,18 +64,25 @@ class Drain:
             # `rq suspend` pauses the whole worker, fan-out too, until `rq resume`.
             self._stop.wait(1 if block_ms else 0)
             return 0
-        # Claims start the leases: take no more than the delivery threads can start sending soon.
+        # Read no more while the delivery threads are busy: entries stay pending meanwhile.
         rt.wait_until_fewer_in_flight_than(runtime.MAX_IN_FLIGHT // 2)
+        if self._stop.is_set():
+            return 0
+        again = False
         try:
             if time.monotonic() >= self._next_maintenance:
                 self._next_maintenance = time.monotonic() + rt.config.operations.sweep_every
                 taken = self._take_over(int(rt.config.operations.lease_grace * 1000))
                 if taken:
                     return taken
-            entries = self._read("0", None) if self._own_pending else []
+            entries = []
+            if self._retry_own:
+                # Once, right after an error: entries that failed again wait for a take-over
+                # (after lease_grace), so one that always fails cannot hold up the others.
+                self._retry_own = False
+                entries, again = self._read("0", None), True
             if not entries:
-                self._own_pending = False
-                entries = self._read(">", block_ms)
+                entries, again = self._read(">", block_ms), False
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -81,7 +90,7 @@ class Drain:
             return 0
         if not entries:
             return 0
-        fan_out_batch(self.redis, [(entry_id, _envelope(entry_id, fields)) for entry_id, fields in entries])
+        fan_out_batch(self.redis, [(entry_id, _envelope(entry_id, fields)) for entry_id, fields in entries], again)
         return len(entries)
 
     def _read(self, start: str, block_ms: int | None) -> list:
@@ -102,11 +111,12 @@ class Drain:
         self._thread = threading.Thread(target=self._run, name="inbox", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 30) -> None:
-        """Finish the batch in hand and stop reading."""
+    def stop(self) -> None:
+        """Finish the batch in hand and stop reading (within a read's BLOCK_MS, or once the
+        delivery threads it waits for are free: their sends have timeouts)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -114,20 +124,19 @@ class Drain:
                 self.step()
             except Exception:  # noqa: BLE001 - Redis away, or a bug: keep reading, never die silently
                 log.exception("reading the inbox failed; trying again in 1 s")
-                self._own_pending = True
+                self._retry_own = True
                 self._stop.wait(1)
 
     def _take_over(self, min_idle_ms: int) -> int:
         """Fan out entries left pending by readers that died; forget long-idle readers."""
         reply = self.redis.xautoclaim(keys.INBOX, keys.INBOX_GROUP, self.name, min_idle_ms, count=BATCH)
-        entries = reply[1] if reply else []
+        # Redis 6.2 answers an entry deleted while pending without its id: nothing to fan out.
+        entries = [(entry_id, fields) for entry_id, fields in (reply[1] if reply else []) if entry_id]
         if entries:
             log.warning("taking over %d inbox entries left pending by a stopped worker", len(entries))
-            fan_out_batch(self.redis, [(entry_id, _envelope(entry_id, fields)) for entry_id, fields in entries])
-        for reader in self.redis.xinfo_consumers(keys.INBOX, keys.INBOX_GROUP):
-            name = reader["name"].decode() if isinstance(reader["name"], bytes) else reader["name"]
-            if reader["pending"] == 0 and reader["idle"] > IDLE_READER_TTL_MS and name != self.name:
-                self.redis.xgroup_delconsumer(keys.INBOX, keys.INBOX_GROUP, name)
+            fan_out_batch(self.redis, [(entry_id, _envelope(entry_id, fields)) for entry_id, fields in entries],
+                          again=True)
+        scripts.script(self.redis, _FORGET_READERS_LUA)(keys=[keys.INBOX], args=[keys.INBOX_GROUP, IDLE_READER_TTL_MS, self.name])
         return len(entries)
 
 

@@ -1,8 +1,8 @@
 """The fan-out: route accepted events and hand a delivery to every destination their rules name.
 
 Events arrive in batches from the inbox stream (workers/drain.py); a batch's envelopes and the
-claims of all its deliveries go to Redis in one pipeline, the acknowledgement of its entries in a
-second one, and the sends run on delivery threads (workers/runtime.py), so a slow destination holds up
+claims of its deliveries go to Redis in one transaction (or a few, when they need more delivery
+threads than are free), the acknowledgement of its entries in another, and the sends run on delivery threads (workers/runtime.py), so a slow destination holds up
 neither the others nor later events. A destination that fails gets a retry job of its own
 (workers/delivery.py), so it never repeats the others.
 
@@ -20,65 +20,106 @@ from rq import get_current_job
 from relay import keys
 from relay.routing import route
 from workers import runtime, sweeper
-from workers.delivery import Attempt, keep_envelope, read_envelope
+from workers.delivery import Attempt, forget_if_done, keep_envelope, read_envelope
 
 log = logging.getLogger(__name__)
 
 
-def fan_out_batch(redis: Redis, entries: list[tuple[bytes | None, dict | None]]) -> int:
+def fan_out_batch(redis: Redis, entries: list[tuple[bytes | None, dict | None]], again: bool = False) -> int:
     """Start the deliveries of a batch of (inbox entry id, envelope) and acknowledge the entries;
     an entry id of None is an event that did not come from the inbox. Return how many sends started.
 
     An envelope of None (an entry deleted before it was acknowledged, or not one of ours) is only
-    acknowledged. An entry whose writes did not all land stays pending, to be read again.
+    acknowledged. An entry whose writes did not all land stays pending, to be read again: then
+    `again` is true, and an envelope stored anew is deleted if every destination is already done.
     """
     rules = runtime.current().config.rules
-    attempts: list[tuple[int, Attempt]] = []  # with the position of its claim's reply
-    writes: dict[bytes | None, list[int]] = {}  # entry id -> positions of its writes' replies
-    pipe = redis.pipeline(transaction=False)
+    routed: list[tuple[bytes | None, dict, list[Attempt]]] = []
     for entry_id, envelope in entries:
-        writes[entry_id] = []
         if envelope is None:
             continue
         try:
             event = read_envelope(envelope)
-        except (KeyError, TypeError, ValueError) as exc:
+            result = route(rules, event)
+        except Exception as exc:  # noqa: BLE001 - one bad entry must not hold up the others
             # Written by our own inbox, so a bug or a hand-made entry: kept in the log, not retried forever.
             where = f"inbox entry {entry_id.decode()}" if entry_id else "a queued event"
             log.error("%s is not a valid envelope (%s); skipped: %s", where, exc, json.dumps(envelope)[:2000])
             continue
-        result = route(rules, event)
         if not result.destinations:
             log.info("%s (%s, %s) matches no rule; not delivered anywhere", event.id, event.code, event.severity)
             continue
-        writes[entry_id].append(len(pipe))
-        keep_envelope(pipe, envelope)
-        for destination in result.destinations:
-            attempt = Attempt(envelope, event, destination, 1, fresh=True)
-            writes[entry_id].append(len(pipe))
-            attempts.append((len(pipe), attempt))
-            attempt.claim_on(redis, pipe)
-    # Not raising at the first error: Redis ran every command anyway, and what did land counts.
-    replies = pipe.execute(raise_on_error=False) if len(pipe) else []
-    failed = [entry_id for entry_id, positions in writes.items()
-              if any(isinstance(replies[p], Exception) for p in positions)]
+        routed.append((entry_id, envelope, [Attempt(envelope, event, d, 1, fresh=True) for d in result.destinations]))
+    failed: list[bytes | None] = []
     started = 0
-    for position, attempt in attempts:
-        if not isinstance(replies[position], Exception):
-            started += attempt.start(redis, replies[position]) and replies[position] == 1
-    if attempts:
+    for chunk in _chunks(routed, runtime.MAX_IN_FLIGHT // 2):
+        started += _claim_and_start(redis, chunk, again, failed)
+    if routed:
         sweeper.ensure_scheduled(redis)
-    done = [entry_id for entry_id in writes if entry_id is not None and entry_id not in failed]
+    done = [entry_id for entry_id, _ in entries if entry_id is not None and entry_id not in failed]
     if done:
-        # After the claims, never in their pipeline: Redis acknowledges even when a claim fails
-        # (out of memory, say), and an acknowledged entry is never read again.
-        ack = redis.pipeline(transaction=False)
+        # After the claims, never beside them: Redis acknowledges even when a claim fails (out of
+        # memory, say), and an acknowledged entry is never read again. One transaction, so an
+        # entry is never deleted while it is still pending.
+        ack = redis.pipeline(transaction=True)
         ack.xack(keys.INBOX, keys.INBOX_GROUP, *done)
         ack.xdel(keys.INBOX, *done)
         ack.execute()
     if failed:
-        error = next(replies[p] for p in writes[failed[0]] if isinstance(replies[p], Exception))
-        raise RuntimeError(f"{len(failed)} inbox entries could not be fanned out and stay pending: {error}")
+        raise RuntimeError(f"{len(failed)} inbox entries could not be fanned out and stay pending")
+    return started
+
+
+def _chunks(routed: list, limit: int):
+    """Whole events, at most `limit` deliveries at a time (at least one event)."""
+    chunk, size = [], 0
+    for item in routed:
+        if chunk and size + len(item[2]) > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += len(item[2])
+    if chunk:
+        yield chunk
+
+
+def _claim_and_start(redis: Redis, chunk: list, again: bool, failed: list) -> int:
+    """Store the envelopes and claim the deliveries of `chunk` in one transaction, then hand the
+    claimed ones to delivery threads reserved beforehand. Entries whose writes failed go to `failed`."""
+    rt = runtime.current()
+    attempts = [attempt for _, _, event_attempts in chunk for attempt in event_attempts]
+    # An event with more destinations than there are threads: the rest wait for one, as before.
+    reserved = min(len(attempts), runtime.MAX_IN_FLIGHT)
+    rt.reserve(reserved)
+    positions: list[tuple[bytes | None, list[int]]] = []
+    pipe = redis.pipeline(transaction=True)  # so no delivery's end can fall between our writes
+    for entry_id, envelope, event_attempts in chunk:
+        writes = [len(pipe)]
+        keep_envelope(pipe, envelope)
+        for attempt in event_attempts:
+            writes.append(len(pipe))
+            attempt.claim_on(redis, pipe)
+        if again:
+            forget_if_done(redis, envelope["id"], pipe)
+        positions.append((entry_id, writes))
+    try:
+        replies = pipe.execute(raise_on_error=False)
+    except Exception:
+        rt.unreserve(reserved)
+        raise
+    started = 0
+    reply_of = iter(replies[p] for _, writes in positions for p in writes[1:])
+    for index, attempt in enumerate(attempts):
+        reply, is_reserved = next(reply_of), index < reserved
+        if isinstance(reply, Exception):
+            log.error("%s -> %s: the claim failed: %s", attempt.event.id, attempt.destination, reply)
+            if is_reserved:
+                rt.unreserve(1)
+        else:
+            started += attempt.start(redis, reply, reserved=is_reserved) and reply == 1
+    for entry_id, writes in positions:
+        if any(isinstance(replies[p], Exception) for p in writes):
+            failed.append(entry_id)
     return started
 
 

@@ -19,9 +19,10 @@ from config.settings import Settings
 from workers.destinations import build_adapter
 from workers.destinations.base import Adapter
 
-# Deliveries are sent from these threads, so a job hands them over and goes on to the next
-# event: a slow destination holds up neither the other destinations nor later events. When
-# this many are in flight, handing over waits: the worker takes no more work than it can send.
+# Deliveries are sent from these threads, so the fan-out hands them over and goes on to the
+# next events: a slow destination holds up neither the other destinations nor later events.
+# When this many are in flight, handing over waits, and the fan-out claims nothing before it
+# has a thread for it: the worker takes no more work than it can send.
 MAX_IN_FLIGHT = 32
 
 
@@ -55,18 +56,35 @@ class Runtime:
 
     def submit(self, task: Callable[[], None]) -> None:
         """Run `task` on a delivery thread; wait for a free one when MAX_IN_FLIGHT are busy."""
-        self._slots.acquire()
-        with self._idle:
-            self._in_flight += 1
+        self.reserve(1)
+        self.submit_reserved(task)
 
+    def reserve(self, count: int) -> None:
+        """Wait until `count` delivery threads are free and hold them for submit_reserved.
+
+        The fan-out reserves before it claims: a claim starts the delivery's lease, which must
+        not run out while the send waits for a thread.
+        """
+        for _ in range(count):
+            self._slots.acquire()
+        with self._idle:
+            self._in_flight += count
+
+    def unreserve(self, count: int) -> None:
+        """Give back threads reserved for deliveries that will not be sent here."""
+        for _ in range(count):
+            self._slots.release()
+        with self._idle:
+            self._in_flight -= count
+            self._idle.notify_all()
+
+    def submit_reserved(self, task: Callable[[], None]) -> None:
+        """Run `task` on a thread reserved for it."""
         def run():
             try:
                 task()
             finally:
-                self._slots.release()
-                with self._idle:
-                    self._in_flight -= 1
-                    self._idle.notify_all()
+                self.unreserve(1)
 
         self.pool.submit(run)
 

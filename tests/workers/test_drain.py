@@ -2,8 +2,10 @@
 envelope kept exactly as long as a retry may need it."""
 
 import logging
+import threading
 import time
 
+import pytest
 from rq.suspension import resume, suspend
 
 from relay import keys
@@ -12,7 +14,7 @@ from relay.samples import sample_session, to_body
 from tests.conftest import FANOUT_YAML, signed_post
 from tests.peers import Reply
 from tests.workers.test_end_to_end import CRM_PATH, SLACK_PATH
-from workers import drain
+from workers import drain, fanout, runtime
 from workers.drain import BATCH, Drain
 
 SHORT_GRACE = FANOUT_YAML + "operations: {lease_grace: 1s}\n"
@@ -60,9 +62,12 @@ def test_entries_of_a_reader_that_died_are_taken_over_after_the_lease_grace(rela
 
 
 def test_readers_idle_for_long_with_nothing_pending_are_forgotten(relay, monkeypatch):
+    first, second = sample_session(("WMS_LOADED",) * 2)
+    post(relay, [first])
     Drain(relay.redis, name="gone").drain_all()
     monkeypatch.setattr(drain, "IDLE_READER_TTL_MS", 0)
     time.sleep(0.01)
+    post(relay, [second])
     Drain(relay.redis, name="current").drain_all()
     names = [c["name"] for c in relay.redis.xinfo_consumers(keys.INBOX, keys.INBOX_GROUP)]
     assert names == [b"current"]
@@ -119,7 +124,7 @@ def test_the_worker_logs_and_keeps_reading_when_redis_fails(relay, monkeypatch, 
     caplog.set_level(logging.ERROR, logger="workers")
     reader._run()
     assert len(calls) == 2 and "reading the inbox failed; trying again in 1 s" in caplog.text
-    assert reader._own_pending  # after an error it first reads what it may still hold
+    assert reader._retry_own  # after an error it reads once more what it may still hold
 
 
 def test_rq_suspend_pauses_the_fan_out_too(relay):
@@ -131,3 +136,56 @@ def test_rq_suspend_pauses_the_fan_out_too(relay):
     assert reader.step(block_ms=None) == 0 and len(waiting(relay.redis)) == 1
     resume(relay.redis)
     assert reader.step(block_ms=None) == 1
+
+
+def test_an_entry_that_cannot_be_routed_is_logged_and_the_rest_of_its_batch_goes_out(relay, monkeypatch, caplog):
+    bad, good = sample_session(("WMS_LOADED",) * 2)
+    post(relay, [bad, good])
+    real_route = fanout.route
+
+    def route(rules, event):
+        if event.sequence == 0:
+            raise OverflowError("int too large to convert to float")
+        return real_route(rules, event)
+
+    monkeypatch.setattr(fanout, "route", route)
+    relay.drain()
+    assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(good)]
+    assert "is not a valid envelope (int too large to convert to float); skipped: " in caplog.text
+    assert relay.redis.xlen(keys.INBOX) == 0
+
+
+def test_entries_that_keep_failing_do_not_hold_up_new_ones(relay):
+    stuck, later = sample_session(("WMS_LOADED",) * 2)
+    stuck_id = f"wms:{stuck['sessionId']}:0"
+    post(relay, [stuck])
+    relay.redis.set(keys.delivery_key(stuck_id), "not a hash")  # its claim fails every time
+    reader = Drain(relay.redis, name="one")
+    reader.ensure_group()
+    with pytest.raises(RuntimeError):
+        reader.step(block_ms=None)
+    reader._retry_own = True  # what the read loop does after an error
+    with pytest.raises(RuntimeError):
+        reader.step(block_ms=None)  # read once more: fails again, and is left for a take-over
+    post(relay, [later])
+    assert reader.step(block_ms=None) == 1
+    relay.drain()
+    assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(later)]
+    assert relay.redis.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] == 1  # the stuck one, still kept
+
+
+def test_deliveries_are_claimed_only_once_threads_are_free_to_send_them(relay):
+    (event,) = sample_session(("CONSTRAINT_VIOLATION",))  # three destinations
+    post(relay, [event])
+    (envelope,) = waiting(relay.redis)
+    rt = runtime.current()
+    rt.reserve(runtime.MAX_IN_FLIGHT - 2)  # only two threads free
+    fanning = threading.Thread(target=fanout.fan_out_batch, args=(relay.redis, [(None, envelope)]))
+    fanning.start()
+    time.sleep(0.3)
+    # A claim starts a lease: none is taken while a send would still have to wait for a thread.
+    assert relay.redis.zcard(keys.LEASES) == 0 and not relay.redis.exists(keys.delivery_key(envelope["id"]))
+    rt.unreserve(runtime.MAX_IN_FLIGHT - 2)
+    fanning.join(5)
+    assert rt.wait_idle(10)
+    assert len(relay.http.to(CRM_PATH)) == len(relay.http.to(SLACK_PATH)) == len(relay.smtp.messages) == 1

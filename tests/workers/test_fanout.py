@@ -63,7 +63,8 @@ def test_a_duplicate_retry_job_sends_once(relay):
 def test_an_attempt_lost_with_its_worker_is_swept_up_and_sent(relay, monkeypatch):
     (event,) = sample_session(("CONSTRAINT_VIOLATION",))
     rt = runtime.current()
-    monkeypatch.setattr(rt, "submit", lambda task: None)  # the worker dies after claiming, before sending
+    # The worker dies after claiming, before sending (its thread given back, so this process goes on).
+    monkeypatch.setattr(rt, "submit_reserved", lambda task: rt.unreserve(1))
     signed_post(relay.client, to_body(event))
     relay.drain()
     monkeypatch.undo()
@@ -200,11 +201,12 @@ def test_an_entry_whose_claims_fail_stays_pending_and_goes_out_once_redis_recove
     reader.ensure_group()
     with pytest.raises(RuntimeError) as exc:
         reader.step(block_ms=None)
-    assert str(exc.value).startswith("1 inbox entries could not be fanned out and stay pending: WRONGTYPE "
-                                     "Operation against a key holding the wrong kind of value script: ")
+    assert str(exc.value) == "1 inbox entries could not be fanned out and stay pending"
+    assert (f"{event_id} -> crm: the claim failed: WRONGTYPE Operation against a key holding the wrong kind "
+            "of value script: ") in caplog.text
     assert relay.redis.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] == 1
     relay.redis.delete(keys.delivery_key(event_id))
-    reader._own_pending = True  # what the read loop does after an error
+    reader._retry_own = True  # what the read loop does after an error
     assert reader.step(block_ms=None) == 1
     relay.drain()
     assert len(relay.http.to(CRM_PATH)) == len(relay.http.to(SLACK_PATH)) == len(relay.smtp.messages) == 1
