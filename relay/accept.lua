@@ -4,10 +4,12 @@
 -- if the XADD fails (say, relay:inbox holds something else), the key is absent and the sender's
 -- retry is accepted once the fault is fixed.
 -- KEYS[1] dedup key   KEYS[2] relay:inbox
--- ARGV[1] dedup window in seconds   ARGV[2..] the entry's fields and values (relay/inbox.py)
+-- ARGV[1] dedup window in seconds   ARGV[2..6] the envelope's v, id, source, received_at, body
+-- (the field names are written here, not sent with every request: fewer arguments to pack)
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+redis.call('XADD', KEYS[2], '*', 'v', ARGV[2], 'id', ARGV[3], 'source', ARGV[4], 'received_at', ARGV[5],
+  'body', ARGV[6])
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1

@@ -52,10 +52,8 @@ class Inbox:
 
     def accept(self, event: Event, body: bytes) -> Accepted:
         """Append the event to the inbox unless its id was seen within the dedup window."""
-        args: list = [self._ttl]
-        for name, value in envelope_of(event, body).items():
-            args += (name, value)
-        created = self._accept(keys=[keys.dedup_key(event.id), keys.INBOX], args=args)
+        envelope = envelope_of(event, body)
+        created = self._accept(keys=[keys.dedup_key(event.id), keys.INBOX], args=[self._ttl, *envelope.values()])
         return Accepted(event.id, duplicate=not created)
 
 
