@@ -21,6 +21,7 @@ from redis import Redis
 
 from relay import keys
 from relay.event import Event
+from relay.redis_conn import run_script
 
 ENVELOPE_VERSION = 1
 _ACCEPT_LUA = importlib.resources.files("relay").joinpath("accept.lua").read_text()
@@ -53,7 +54,8 @@ class Inbox:
     def accept(self, event: Event, body: bytes) -> Accepted:
         """Append the event to the inbox unless its id was seen within the dedup window."""
         envelope = envelope_of(event, body)
-        created = self._accept(keys=[keys.dedup_key(event.id), keys.INBOX], args=[self._ttl, *envelope.values()])
+        created = run_script(self.redis, self._accept, [keys.dedup_key(event.id), keys.INBOX],
+                             [self._ttl, *envelope.values()])
         return Accepted(event.id, duplicate=not created)
 
 

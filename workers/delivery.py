@@ -22,6 +22,7 @@ from rq import get_current_job
 from relay import dead_letters, destination_state, jobs, keys
 from relay.destination_state import Parked
 from relay.event import Event, parse_event
+from relay.redis_conn import run_script
 from workers import runtime, scripts
 from workers.attempts import ATTEMPT_LOG_MAXLEN, ATTEMPTS_TTL, LOG_FIELDS, attempt_record, log_fields, record_attempt
 from workers.destinations.base import Outcome
@@ -171,13 +172,14 @@ def _delivered(redis: Redis, attempt: Attempt, outcome: Outcome, duration: float
     log_args: list = []
     for name, value in zip(LOG_FIELDS, log_fields(record)):
         log_args += (name, value)
-    owned, paused_by = scripts.script(redis, _DELIVERED_LUA)(
-        keys=[keys.delivery_key(event_id), keys.LEASES, keys.destination_key(destination), keys.ATTEMPT_LOG,
-              keys.attempts_key(event_id), keys.event_key(event_id)],
-        args=[destination, attempt.owner, lease_member(event_id, destination, attempt.number, attempt.deferrals),
-              ATTEMPT_LOG_MAXLEN, json.dumps(record, separators=(",", ":")),
-              int(max(rt.config.dead_letters.retention, ATTEMPTS_TTL)),
-              "1" if attempt.number > 1 or attempt.deferrals else "0", *log_args],
+    owned, paused_by = run_script(
+        redis, scripts.script(redis, _DELIVERED_LUA),
+        [keys.delivery_key(event_id), keys.LEASES, keys.destination_key(destination), keys.ATTEMPT_LOG,
+         keys.attempts_key(event_id), keys.event_key(event_id)],
+        [destination, attempt.owner, lease_member(event_id, destination, attempt.number, attempt.deferrals),
+         ATTEMPT_LOG_MAXLEN, json.dumps(record, separators=(",", ":")),
+         int(max(rt.config.dead_letters.retention, ATTEMPTS_TTL)),
+         "1" if attempt.number > 1 or attempt.deferrals else "0", *log_args],
     )
     if not owned:
         log.warning("%s -> %s attempt %d: %s after its lease ran out; recorded, nothing more",
