@@ -25,6 +25,20 @@ from workers.drain import Drain
 log = logging.getLogger("workers")
 
 
+class _Worker(SimpleWorker):
+    """RQ's SimpleWorker, starting the inbox reader once its own signal handlers are in place: a
+    SIGTERM before that would end the process (Python's default) in the middle of a batch."""
+
+    inbox: Drain | None = None
+
+    def _install_signal_handlers(self):
+        # RQ's hook point (pinned RQ): if it were renamed, the reader would never start, and
+        # tests/test_processes.py would fail at once.
+        super()._install_signal_handlers()
+        if self.inbox is not None:
+            self.inbox.start()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Check settings and config, then work the events queue until told to stop."""
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__.splitlines()[0])
@@ -45,12 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     sweeper.sweep_now(redis)
     # A minute, not RQ's ten: maintenance is when a worker takes over the scheduler of one that
     # died, and when RQ re-queues jobs abandoned by it.
-    worker = SimpleWorker([queue], connection=redis, serializer=JSONSerializer, maintenance_interval=60)
     inbox = Drain(redis)
+    worker = _Worker([queue], connection=redis, serializer=JSONSerializer, maintenance_interval=60)
     if args.burst:
         inbox.drain_all()
     else:
-        inbox.start()
+        worker.inbox = inbox
     # The scheduler moves retry jobs to the queue when they are due; RQ runs one per Redis, so
     # every worker may start one and only one of them is active at a time.
     worker.work(burst=args.burst, logging_level=settings.log_level, with_scheduler=True)
