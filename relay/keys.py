@@ -1,8 +1,9 @@
 """The Redis layout: every key the relay writes is named here (RQ keeps its own `rq:` keys).
 
-- relay:inbox                   stream  accepted events not yet fanned out: field `envelope` (JSON,
-                                        relay/inbox.py); read through the consumer group `fanout`,
-                                        deleted once their deliveries are claimed
+- relay:inbox                   stream  accepted events not yet fanned out, one entry each: fields
+                                        v, id, source, received_at, body (relay/inbox.py); read
+                                        through the consumer group `fanout`, deleted once their
+                                        deliveries are claimed
 - relay:dedup:<event id>        string  "1": the event id was seen; expires after the dedup window
 - relay:event:<event id>        string  the envelope (raw body included), for retries; deleted once
                                         every destination has it, else expires when no retry can

@@ -40,7 +40,7 @@ class _Worker(SimpleWorker):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Check settings and config, then work the events queue until told to stop."""
+    """Check settings and config, then read the inbox and work the RQ queue until told to stop."""
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__.splitlines()[0])
     parser.add_argument("--burst", action="store_true", help="exit once the inbox and the queue are empty")
     args = parser.parse_args(argv)
