@@ -136,7 +136,8 @@ class Drain:
             log.warning("taking over %d inbox entries left pending by a stopped worker", len(entries))
             fan_out_batch(self.redis, [(entry_id, _envelope(entry_id, fields)) for entry_id, fields in entries],
                           again=True)
-        scripts.script(self.redis, _FORGET_READERS_LUA)(keys=[keys.INBOX], args=[keys.INBOX_GROUP, IDLE_READER_TTL_MS, self.name])
+        forget = scripts.script(self.redis, _FORGET_READERS_LUA)
+        forget(keys=[keys.INBOX], args=[keys.INBOX_GROUP, IDLE_READER_TTL_MS, self.name])
         return len(entries)
 
 

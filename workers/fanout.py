@@ -1,10 +1,11 @@
 """The fan-out: route accepted events and hand a delivery to every destination their rules name.
 
-Events arrive in batches from the inbox stream (workers/drain.py); a batch's envelopes and the
-claims of its deliveries go to Redis in one transaction (or a few, when they need more delivery
-threads than are free), the acknowledgement of its entries in another, and the sends run on delivery threads (workers/runtime.py), so a slow destination holds up
-neither the others nor later events. A destination that fails gets a retry job of its own
-(workers/delivery.py), so it never repeats the others.
+Events arrive in batches from the inbox stream (workers/drain.py). Delivery threads are
+reserved first (workers/runtime.py), since a claim starts its delivery's lease; then a batch's
+envelopes and the claims of its deliveries go to Redis in one transaction (a few, for more
+deliveries than 16), the sends start, and the entries are acknowledged in another transaction.
+A slow destination holds up neither the others nor later events. A destination that fails gets
+a retry job of its own (workers/delivery.py), so it never repeats the others.
 
 Entries are acknowledged once their claims have landed: a claimed delivery holds a lease, so one
 whose worker dies before sending it is sent by the sweeper; an entry whose claims did not all
