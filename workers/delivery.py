@@ -127,7 +127,13 @@ def retry(event_id: str, destination: str, number: int, deferrals: int = 0) -> N
     redis = get_current_job().connection
     text = redis.get(keys.event_key(event_id))
     if text is None:
-        log.error("%s -> %s attempt %d: the event is no longer stored; cannot retry", event_id, destination, number)
+        state = redis.hget(keys.delivery_key(event_id), destination)
+        if state in (b"ok", b"dead"):
+            # The envelope goes once every destination is done: a stale retry (one swept up while
+            # its attempt was still sending, then finished) has nothing left to do.
+            log.info("%s -> %s attempt %d: already done; not sending", event_id, destination, number)
+        else:
+            log.error("%s -> %s attempt %d: the event is no longer stored; cannot retry", event_id, destination, number)
         return
     envelope = json.loads(text)
     dispatch(redis, envelope, read_envelope(envelope), destination, number, fresh=False, deferrals=deferrals)

@@ -239,3 +239,18 @@ def test_the_worker_side_does_not_load_flask():
     # Only the web modules import Flask (STYLE: one-way imports, web-only Flask).
     code = "import sys, workers.__main__, workers.fanout; print('flask' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_a_retry_left_over_for_a_delivery_that_ended_meanwhile_does_nothing(relay, caplog):
+    caplog.set_level(logging.INFO, logger="workers")
+    (event,) = sample_session(("WMS_LOADED",))
+    event_id = f"wms:{event['sessionId']}:0"
+    signed_post(relay.client, to_body(event))
+    relay.drain()
+    assert not relay.redis.exists(keys.event_key(event_id))  # delivered everywhere: envelope gone
+    # E.g. the sweeper presumed the attempt lost, queued this retry, and the attempt then finished.
+    relay.queue.enqueue(jobs.RETRY, event_id, "crm", 1, 0)
+    relay.drain()
+    assert f"{event_id} -> crm attempt 1: already done; not sending" in caplog.text
+    assert "no longer stored" not in caplog.text
+    assert len(relay.http.to(CRM_PATH)) == 1
