@@ -150,6 +150,7 @@ def replay(redis: Redis, letters: list[DeadLetter], state_ttl: int, *, force: bo
     would deliver the event twice.
     """
     replayed, refused = [], []
+    start = time.time()  # one origin: each replay's due time must not drift with the loop's own time
     for letter in letters:
         state = redis.hget(keys.delivery_key(letter.event_id), letter.destination)
         if state == b"ok" and not force:
@@ -169,7 +170,7 @@ def replay(redis: Redis, letters: list[DeadLetter], state_ttl: int, *, force: bo
                         f"replay {letter.event_id} to {letter.destination}")
         # The rate cap spreads the replays over time through the scheduler, rather than sleeping here.
         if rate:
-            jobs.schedule(redis, job, (len(replayed) - 1) / rate, pipe)
+            jobs.schedule_at(redis, job, start + (len(replayed) - 1) / rate, pipe)
         else:
             jobs.enqueue(redis, job, pipe)
         pipe.delete(keys.dead_letter_key(letter.destination, letter.event_id))

@@ -49,6 +49,10 @@ def enqueue(redis: Redis, job: Job, pipe: Pipeline | None = None) -> None:
 
 def schedule(redis: Redis, job: Job, delay: float, pipe: Pipeline | None = None) -> None:
     """Queue `job` in `delay` seconds, by RQ's scheduler in the worker processes."""
+    schedule_at(redis, job, time.time() + delay, pipe)
+
+
+def schedule_at(redis: Redis, job: Job, when: float, pipe: Pipeline | None = None) -> None:
+    """Queue `job` at `when` (unix seconds), by RQ's scheduler in the worker processes."""
     # RQ keeps whole seconds and drops the fraction: round up, or a Retry-After could be cut short.
-    due = datetime.fromtimestamp(math.ceil(time.time() + delay), timezone.utc)
-    queue(redis).schedule_job(job, due, pipeline=pipe)
+    queue(redis).schedule_job(job, datetime.fromtimestamp(math.ceil(when), timezone.utc), pipeline=pipe)
