@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 16  # entries per read: with 3 destinations each, 48 claims in one pipeline
 BLOCK_MS = 1000  # how long one read waits for new entries: also how soon a stop is noticed
+ERROR_PAUSE = 1.0  # seconds between a failed step and the next
 IDLE_READER_TTL_MS = 3600_000  # readers with nothing pending and idle this long are forgotten
 _FORGET_READERS_LUA = scripts.source("forget_readers.lua")
 
@@ -47,6 +48,7 @@ class Drain:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._retry_own = False  # after an error: read once more what this reader holds
+        self._reading_own = False  # the step in hand is that second read
         self._next_maintenance = 0.0
 
     def ensure_group(self) -> None:
@@ -68,21 +70,21 @@ class Drain:
         rt.wait_until_fewer_in_flight_than(runtime.MAX_IN_FLIGHT // 2)
         if self._stop.is_set():
             return 0
-        again = False
         try:
             if time.monotonic() >= self._next_maintenance:
                 self._next_maintenance = time.monotonic() + rt.config.operations.sweep_every
                 taken = self._take_over(int(rt.config.operations.lease_grace * 1000))
                 if taken:
                     return taken
-            entries = []
+            entries, self._reading_own = [], self._retry_own
             if self._retry_own:
-                # Once, right after an error: entries that failed again wait for a take-over
+                # Once, right after an error: entries that fail again wait for a take-over
                 # (after lease_grace), so one that always fails cannot hold up the others.
                 self._retry_own = False
-                entries, again = self._read("0", None), True
+                entries = self._read("0", None)
             if not entries:
-                entries, again = self._read(">", block_ms), False
+                self._reading_own = False
+                entries = self._read(">", block_ms)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -90,7 +92,7 @@ class Drain:
             return 0
         if not entries:
             return 0
-        fan_out_batch(self.redis, [(entry_id, _envelope(entry_id, fields)) for entry_id, fields in entries], again)
+        fan_out_batch(self.redis, [(entry_id, _envelope(entry_id, fields)) for entry_id, fields in entries])
         return len(entries)
 
     def _read(self, start: str, block_ms: int | None) -> list:
@@ -120,12 +122,17 @@ class Drain:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.step()
-            except Exception:  # noqa: BLE001 - Redis away, or a bug: keep reading, never die silently
-                log.exception("reading the inbox failed; trying again in 1 s")
-                self._retry_own = True
-                self._stop.wait(1)
+            self.guarded_step()
+
+    def guarded_step(self) -> None:
+        """One step; an error is logged, and what this reader holds is read once more, unless
+        that was what failed."""
+        try:
+            self.step()
+        except Exception:  # noqa: BLE001 - Redis away, or a bug: keep reading, never die silently
+            log.exception("reading the inbox failed; trying again in %g s", ERROR_PAUSE)
+            self._retry_own = not self._reading_own
+            self._stop.wait(ERROR_PAUSE)
 
     def _take_over(self, min_idle_ms: int) -> int:
         """Fan out entries left pending by readers that died; forget long-idle readers."""
@@ -134,8 +141,7 @@ class Drain:
         entries = [(entry_id, fields) for entry_id, fields in (reply[1] if reply else []) if entry_id]
         if entries:
             log.warning("taking over %d inbox entries left pending by a stopped worker", len(entries))
-            fan_out_batch(self.redis, [(entry_id, _envelope(entry_id, fields)) for entry_id, fields in entries],
-                          again=True)
+            fan_out_batch(self.redis, [(entry_id, _envelope(entry_id, fields)) for entry_id, fields in entries])
         forget = scripts.script(self.redis, _FORGET_READERS_LUA)
         forget(keys=[keys.INBOX], args=[keys.INBOX_GROUP, IDLE_READER_TTL_MS, self.name])
         return len(entries)

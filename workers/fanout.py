@@ -26,13 +26,12 @@ from workers.delivery import Attempt, forget_if_done, keep_envelope, read_envelo
 log = logging.getLogger(__name__)
 
 
-def fan_out_batch(redis: Redis, entries: list[tuple[bytes | None, dict | None]], again: bool = False) -> int:
+def fan_out_batch(redis: Redis, entries: list[tuple[bytes | None, dict | None]]) -> int:
     """Start the deliveries of a batch of (inbox entry id, envelope) and acknowledge the entries;
     an entry id of None is an event that did not come from the inbox. Return how many sends started.
 
     An envelope of None (an entry deleted before it was acknowledged, or not one of ours) is only
-    acknowledged. An entry whose writes did not all land stays pending, to be read again: then
-    `again` is true, and an envelope stored anew is deleted if every destination is already done.
+    acknowledged. An entry whose writes did not all land stays pending, to be read again.
     """
     rules = runtime.current().config.rules
     routed: list[tuple[bytes | None, dict, list[Attempt]]] = []
@@ -54,7 +53,7 @@ def fan_out_batch(redis: Redis, entries: list[tuple[bytes | None, dict | None]],
     failed: list[bytes | None] = []
     started = 0
     for chunk in _chunks(routed, runtime.MAX_IN_FLIGHT // 2):
-        started += _claim_and_start(redis, chunk, again, failed)
+        started += _claim_and_start(redis, chunk, failed)
     if routed:
         sweeper.ensure_scheduled(redis)
     done = [entry_id for entry_id, _ in entries if entry_id is not None and entry_id not in failed]
@@ -84,7 +83,7 @@ def _chunks(routed: list, limit: int):
         yield chunk
 
 
-def _claim_and_start(redis: Redis, chunk: list, again: bool, failed: list) -> int:
+def _claim_and_start(redis: Redis, chunk: list, failed: list) -> int:
     """Store the envelopes and claim the deliveries of `chunk` in one transaction, then hand the
     claimed ones to delivery threads reserved beforehand. Entries whose writes failed go to `failed`."""
     rt = runtime.current()
@@ -92,35 +91,37 @@ def _claim_and_start(redis: Redis, chunk: list, again: bool, failed: list) -> in
     # An event with more destinations than there are threads: the rest wait for one, as before.
     reserved = min(len(attempts), runtime.MAX_IN_FLIGHT)
     rt.reserve(reserved)
-    positions: list[tuple[bytes | None, list[int]]] = []
-    pipe = redis.pipeline(transaction=True)  # so no delivery's end can fall between our writes
-    for entry_id, envelope, event_attempts in chunk:
-        writes = [len(pipe)]
-        keep_envelope(pipe, envelope)
-        for attempt in event_attempts:
-            writes.append(len(pipe))
-            attempt.claim_on(redis, pipe)
-        if again:
-            forget_if_done(redis, envelope["id"], pipe)
-        positions.append((entry_id, writes))
+    handed = 0  # reserved threads passed on to attempt.start, which sends or gives each back
     try:
+        positions: list[tuple[bytes | None, str, list[int]]] = []
+        pipe = redis.pipeline(transaction=True)  # so no delivery's end can fall between our writes
+        for entry_id, envelope, event_attempts in chunk:
+            writes = [len(pipe)]
+            keep_envelope(pipe, envelope)
+            for attempt in event_attempts:
+                writes.append(len(pipe))
+                attempt.claim_on(redis, pipe)
+            positions.append((entry_id, envelope["id"], writes))
         replies = pipe.execute(raise_on_error=False)
-    except Exception:
-        rt.unreserve(reserved)
-        raise
-    started = 0
-    reply_of = iter(replies[p] for _, writes in positions for p in writes[1:])
-    for index, attempt in enumerate(attempts):
-        reply, is_reserved = next(reply_of), index < reserved
-        if isinstance(reply, Exception):
-            log.error("%s -> %s: the claim failed: %s", attempt.event.id, attempt.destination, reply)
-            if is_reserved:
-                rt.unreserve(1)
-        else:
+        started = 0
+        reply_of = iter(replies[p] for _, _, writes in positions for p in writes[1:])
+        for index, attempt in enumerate(attempts):
+            reply = next(reply_of)
+            if isinstance(reply, Exception):
+                log.error("%s -> %s: the claim failed: %s", attempt.event.id, attempt.destination, reply)
+                continue
+            is_reserved = index < reserved
+            handed += is_reserved
             started += attempt.start(redis, reply, reserved=is_reserved) and reply == 1
-    for entry_id, writes in positions:
+    finally:
+        rt.unreserve(reserved - handed)
+    for entry_id, event_id, writes in positions:
         if any(isinstance(replies[p], Exception) for p in writes):
             failed.append(entry_id)
+        elif all(replies[p] == 0 for p in writes[1:]):
+            # Fanned out before (read again, or taken over from a reader that seemed dead): the
+            # envelope just stored is not needed if every destination is done already.
+            forget_if_done(redis, event_id)
     return started
 
 

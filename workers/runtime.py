@@ -43,7 +43,6 @@ class Runtime:
     config: RelayConfig
     adapters: dict[str, Adapter]
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="deliver"))
-    _slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(MAX_IN_FLIGHT))
     _in_flight: int = 0
     _idle: threading.Condition = field(default_factory=threading.Condition)
 
@@ -63,17 +62,16 @@ class Runtime:
         """Wait until `count` delivery threads are free and hold them for submit_reserved.
 
         The fan-out reserves before it claims: a claim starts the delivery's lease, which must
-        not run out while the send waits for a thread.
+        not run out while the send waits for a thread. All at once, never a part: two callers
+        each holding part of what they wait for would wait for ever.
         """
-        for _ in range(count):
-            self._slots.acquire()
+        count = min(count, MAX_IN_FLIGHT)
         with self._idle:
+            self._idle.wait_for(lambda: MAX_IN_FLIGHT - self._in_flight >= count)
             self._in_flight += count
 
     def unreserve(self, count: int) -> None:
         """Give back threads reserved for deliveries that will not be sent here."""
-        for _ in range(count):
-            self._slots.release()
         with self._idle:
             self._in_flight -= count
             self._idle.notify_all()
@@ -86,7 +84,11 @@ class Runtime:
             finally:
                 self.unreserve(1)
 
-        self.pool.submit(run)
+        try:
+            self.pool.submit(run)
+        except BaseException:
+            self.unreserve(1)
+            raise
 
     def wait_until_fewer_in_flight_than(self, limit: int) -> None:
         """Wait until fewer than `limit` deliveries are in flight."""

@@ -155,20 +155,19 @@ def test_an_entry_that_cannot_be_routed_is_logged_and_the_rest_of_its_batch_goes
     assert relay.redis.xlen(keys.INBOX) == 0
 
 
-def test_entries_that_keep_failing_do_not_hold_up_new_ones(relay):
+def test_entries_that_keep_failing_do_not_hold_up_new_ones(relay, monkeypatch, caplog):
+    monkeypatch.setattr(drain, "ERROR_PAUSE", 0)
     stuck, later = sample_session(("WMS_LOADED",) * 2)
     stuck_id = f"wms:{stuck['sessionId']}:0"
     post(relay, [stuck])
     relay.redis.set(keys.delivery_key(stuck_id), "not a hash")  # its claim fails every time
     reader = Drain(relay.redis, name="one")
     reader.ensure_group()
-    with pytest.raises(RuntimeError):
-        reader.step(block_ms=None)
-    reader._retry_own = True  # what the read loop does after an error
-    with pytest.raises(RuntimeError):
-        reader.step(block_ms=None)  # read once more: fails again, and is left for a take-over
+    reader.guarded_step()  # fails
+    reader.guarded_step()  # reads what it holds once more: fails again, left for a take-over
+    assert caplog.text.count("reading the inbox failed; trying again in 0 s") == 2
     post(relay, [later])
-    assert reader.step(block_ms=None) == 1
+    reader.guarded_step()
     relay.drain()
     assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(later)]
     assert relay.redis.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] == 1  # the stuck one, still kept
@@ -189,3 +188,31 @@ def test_deliveries_are_claimed_only_once_threads_are_free_to_send_them(relay):
     fanning.join(5)
     assert rt.wait_idle(10)
     assert len(relay.http.to(CRM_PATH)) == len(relay.http.to(SLACK_PATH)) == len(relay.smtp.messages) == 1
+
+
+def test_two_fan_outs_reserving_threads_at_once_never_hold_part_each(relay):
+    rt = runtime.current()
+    rt.reserve(runtime.MAX_IN_FLIGHT - 10)
+    done = []
+    waiters = [threading.Thread(target=lambda: (rt.reserve(16), done.append(1))) for _ in range(2)]
+    for t in waiters:
+        t.start()
+    time.sleep(0.2)
+    assert done == []  # neither took 10 of its 16 and waited for the rest
+    rt.unreserve(runtime.MAX_IN_FLIGHT - 10)
+    for t in waiters:
+        t.join(5)
+    assert done == [1, 1]
+    rt.unreserve(32)
+    assert rt.wait_idle(1)
+
+
+def test_an_envelope_stored_again_for_an_event_already_delivered_is_forgotten(relay):
+    (event,) = sample_session(("WMS_LOADED",))
+    post(relay, [event])
+    (envelope,) = waiting(relay.redis)
+    relay.drain()
+    # Read again (taken over from a reader that was only slow): nothing is sent, nothing stays.
+    fanout.fan_out_batch(relay.redis, [(None, envelope)])
+    assert not relay.redis.exists(keys.event_key(envelope["id"]))
+    assert len(relay.http.to(CRM_PATH)) == 1
