@@ -38,13 +38,18 @@ def fan_out_batch(redis: Redis, entries: list[tuple[bytes | None, dict | None]])
     for entry_id, envelope in entries:
         if envelope is None:
             continue
+        # One bad entry must not hold up the others: it is kept in the log, not retried for ever.
+        where = f"inbox entry {entry_id.decode()}" if entry_id else "a queued event"
         try:
-            event = read_envelope(envelope)
-            result = route(rules, event)
-        except Exception as exc:  # noqa: BLE001 - one bad entry must not hold up the others
-            # Written by our own inbox, so a bug or a hand-made entry: kept in the log, not retried forever.
-            where = f"inbox entry {entry_id.decode()}" if entry_id else "a queued event"
+            event = read_envelope(envelope)  # written by our own inbox: only a bug or a hand-made entry fails
+        except Exception as exc:  # noqa: BLE001
             log.error("%s is not a valid envelope (%s); skipped: %s", where, exc, json.dumps(envelope)[:2000])
+            continue
+        try:
+            result = route(rules, event)
+        except Exception as exc:  # noqa: BLE001 - e.g. a payload number too large for a rule's bound
+            log.error("%s (%s) could not be routed (%s: %s); skipped: %s", where, event.id, exc.__class__.__name__,
+                      exc, json.dumps(envelope)[:2000])
             continue
         if not result.destinations:
             log.info("%s (%s, %s) matches no rule; not delivered anywhere", event.id, event.code, event.severity)

@@ -151,7 +151,8 @@ def test_an_entry_that_cannot_be_routed_is_logged_and_the_rest_of_its_batch_goes
     monkeypatch.setattr(fanout, "route", route)
     relay.drain()
     assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(good)]
-    assert "is not a valid envelope (int too large to convert to float); skipped: " in caplog.text
+    bad_id = f"wms:{bad['sessionId']}:0"
+    assert f"({bad_id}) could not be routed (OverflowError: int too large to convert to float); skipped: " in caplog.text
     assert relay.redis.xlen(keys.INBOX) == 0
 
 
