@@ -92,8 +92,11 @@ class Drain:
             return 0
         if not entries:
             return 0
-        fan_out_batch(self.redis, [(entry_id, _envelope(entry_id, fields)) for entry_id, fields in entries])
+        self._fan_out(entries)
         return len(entries)
+
+    def _fan_out(self, entries: list) -> None:
+        fan_out_batch(self.redis, [(entry_id, _envelope(entry_id, fields)) for entry_id, fields in entries])
 
     def _read(self, start: str, block_ms: int | None) -> list:
         """Entries this reader holds ("0") or new ones (">")."""
@@ -141,7 +144,7 @@ class Drain:
         entries = [(entry_id, fields) for entry_id, fields in (reply[1] if reply else []) if entry_id]
         if entries:
             log.warning("taking over %d inbox entries left pending by a stopped worker", len(entries))
-            fan_out_batch(self.redis, [(entry_id, _envelope(entry_id, fields)) for entry_id, fields in entries])
+            self._fan_out(entries)
         forget = scripts.script(self.redis, _FORGET_READERS_LUA)
         forget(keys=[keys.INBOX], args=[keys.INBOX_GROUP, IDLE_READER_TTL_MS, self.name])
         return len(entries)
