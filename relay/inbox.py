@@ -35,11 +35,11 @@ class Accepted:
     duplicate: bool
 
 
-def envelope_of(event: Event, body: bytes, received_at: float | None = None) -> dict:
-    """What the inbox holds for one event, and what every later step reads."""
+def envelope_of(event: Event, body: bytes) -> dict:
+    """What the inbox holds for one event received now, and what every later step reads."""
     return {
-        "v": ENVELOPE_VERSION, "id": event.id, "source": event.source,
-        "received_at": time.time() if received_at is None else received_at, "body": body.decode("utf-8"),
+        "v": ENVELOPE_VERSION, "id": event.id, "source": event.source, "received_at": time.time(),
+        "body": body.decode("utf-8"),
     }
 
 

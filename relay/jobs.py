@@ -15,7 +15,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 QUEUE_NAME = "events"
-FANOUT = "workers.fanout.fan_out"
+FANOUT = "workers.fanout.fan_out"  # one job per event: no longer queued, still run (earlier versions)
 RETRY = "workers.delivery.retry"
 SWEEP = "workers.sweeper.sweep"
 PROBE = "workers.pausing.probe"

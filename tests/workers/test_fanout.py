@@ -218,8 +218,8 @@ def test_a_fan_out_job_of_an_earlier_version_still_delivers(relay):
     (event,) = sample_session(("WMS_LOADED",))
     envelope = {"v": 1, "id": f"wms:{event['sessionId']}:0", "source": "wms", "received_at": time.time(),
                 "body": to_body(event).decode()}
-    relay.queue.enqueue("workers.fanout.fan_out", envelope)
-    relay.queue.enqueue("workers.fanout.fan_out", envelope)
+    relay.queue.enqueue(jobs.FANOUT, envelope)
+    relay.queue.enqueue(jobs.FANOUT, envelope)
     relay.drain()
     assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(event)]
 
