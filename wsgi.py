@@ -1,3 +1,3 @@
-from relay.app import create_app_or_exit
+from relay.web.app import create_app_or_exit
 
 app = create_app_or_exit()

@@ -17,7 +17,7 @@ from redis import Redis
 
 from bench import delivery, ingest
 from bench.processes import ROOT
-from relay.local_redis import LocalRedis
+from devtools.local_redis import LocalRedis
 
 PARTS = ("ingest", "delivery", "soak")
 TARGETS = {"ingest": 0.50, "p99_ms": 25.0, "delivery": 0.80, "bytes_per_event": 1024, "rss_growth": 0.10}
@@ -25,8 +25,12 @@ TARGETS = {"ingest": 0.50, "p99_ms": 25.0, "delivery": 0.80, "bytes_per_event": 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev bench", description=__doc__.splitlines()[0])
-    parser.add_argument("parts", nargs="*", metavar="{ingest,delivery,soak}", help="what to measure (default: all three)")
-    parser.add_argument("--quick", action="store_true", help="a small smoke run: it proves the harness, not the figures")
+    parser.add_argument(
+        "parts", nargs="*", metavar="{ingest,delivery,soak}", help="what to measure (default: all three)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a small smoke run: it proves the harness, not the figures"
+    )
     parser.add_argument("--events", type=int, default=20_000, help="events per delivery run (default 20000)")
     parser.add_argument("--soak-events", type=int, default=100_000, help="events for the RSS soak (default 100000)")
     parser.add_argument("--workers", type=int, default=2, help="Procfile worker processes (default 2)")
@@ -39,17 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     parts = args.parts or list(PARTS)
     if args.quick:
         args.events, args.soak_events, args.rounds = 500, 2_000, 1
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = ROOT / ".relay" / "bench" / stamp
     workdir.mkdir(parents=True)
     report: dict = {"date": stamp, "machine": _machine(), "args": vars(args)}
     with LocalRedis() as server:
         redis = Redis.from_url(server.url)
-        env = {"REDIS_URL": server.url, "RELAY_CONFIG": str(delivery.relay_config(workdir / "relay.yaml", "http://127.0.0.1:9", 1))}
+        env = {
+            "REDIS_URL": server.url,
+            "RELAY_CONFIG": str(delivery.relay_config(workdir / "relay.yaml", "http://127.0.0.1:9", 1)),
+        }
         if "ingest" in parts:
-            quick = dict(seconds=2, latency_seconds=2) if args.quick else dict(seconds=8, latency_seconds=10)
-            report["ingest"] = ingest.run(redis, env, workdir, rounds=args.rounds, rate=args.rate, connections=32,
-                                          threads=2, **quick)
+            quick = {"seconds": 2, "latency_seconds": 2} if args.quick else {"seconds": 8, "latency_seconds": 10}
+            report["ingest"] = ingest.run(
+                redis, env, workdir, rounds=args.rounds, rate=args.rate, connections=32, threads=2, **quick
+            )
             _print_ingest(report["ingest"])
         if "delivery" in parts or "soak" in parts:
             sink = delivery.Sink(workdir)
@@ -57,8 +65,15 @@ def main(argv: list[str] | None = None) -> int:
                 if "delivery" in parts:
                     report["delivery"] = _delivery(redis, env, workdir, sink, args)
                 if "soak" in parts:
-                    report["soak"] = delivery.soak(redis, env, workdir, sink, events=args.soak_events,
-                                                   workers=args.workers, warmup=min(2000, args.soak_events))
+                    report["soak"] = delivery.soak(
+                        redis,
+                        env,
+                        workdir,
+                        sink,
+                        events=args.soak_events,
+                        workers=args.workers,
+                        warmup=min(2000, args.soak_events),
+                    )
                     _print_soak(report["soak"])
             finally:
                 sink.stop()
@@ -70,23 +85,32 @@ def main(argv: list[str] | None = None) -> int:
 def _delivery(redis, env, workdir, sink, args) -> dict:
     noop = delivery.noop_run(redis, env, workdir, jobs_count=args.events, workers=args.workers)
     one = delivery.relay_run(redis, env, workdir, sink, events=args.events, destinations=1, workers=args.workers)
-    three = delivery.relay_run(redis, env, workdir, sink, events=args.events, destinations=3, workers=args.workers,
-                               offset=args.events)
-    result = {"noop": noop, "one_destination": one, "three_destinations": three,
-              "ratio_one": one["steady_per_s"] / noop["steady_per_s"],
-              "ratio_three": three["steady_per_s"] / noop["steady_per_s"]}
+    three = delivery.relay_run(
+        redis, env, workdir, sink, events=args.events, destinations=3, workers=args.workers, offset=args.events
+    )
+    result = {
+        "noop": noop,
+        "one_destination": one,
+        "three_destinations": three,
+        "ratio_one": one["steady_per_s"] / noop["steady_per_s"],
+        "ratio_three": three["steady_per_s"] / noop["steady_per_s"],
+    }
     print(f"\n## Delivery ({args.events} events, {args.workers} Procfile workers; steady = 10%..90% of the run)")
     print(f"  no-op RQ jobs          {noop['steady_per_s']:8.0f}/s   ({noop['per_s']:.0f}/s overall)")
     for name, run in (("1 destination", one), ("3 destinations", three)):
         ratio = run["steady_per_s"] / noop["steady_per_s"]
-        print(f"  relay, {name:15s} {run['steady_per_s']:8.0f} events/s ({run['per_s']:.0f}/s overall)"
-              f"  {ratio:.2f}x  {_verdict(ratio >= TARGETS['delivery'], '>= 0.80x')}")
+        print(
+            f"  relay, {name:15s} {run['steady_per_s']:8.0f} events/s ({run['per_s']:.0f}/s overall)"
+            f"  {ratio:.2f}x  {_verdict(ratio >= TARGETS['delivery'], '>= 0.80x')}"
+        )
     for name, run in (("1 destination", one), ("3 destinations", three)):
         for state in ("queued", "delivered"):
             usage = run[f"bytes_per_event_{state}"]
             total = sum(usage.values())
-            print(f"  Redis bytes/event, {name}, {state}: {total:.0f} (body {run['body_bytes']:.0f})  "
-                  + ", ".join(f"{k} {v:.0f}" for k, v in usage.items()))
+            print(
+                f"  Redis bytes/event, {name}, {state}: {total:.0f} (body {run['body_bytes']:.0f})  "
+                + ", ".join(f"{k} {v:.0f}" for k, v in usage.items())
+            )
     return result
 
 
@@ -99,17 +123,22 @@ def _print_ingest(result: dict) -> None:
     print(f"  open loop at {result['rate']:.0f} req/s (latency from when each request was due; medians of rounds):")
     for name, lat in result["latency_at_rate"].items():
         verdict = _verdict(lat["p99_ms"] <= TARGETS["p99_ms"], "p99 <= 25 ms") if name == "relay" else ""
-        print(f"  {name:6s} p50 {lat['p50_ms']:6.1f} ms  p99 {lat['p99_ms']:6.1f} ms {lat['p99_ms_each_round']}"
-              f"  max {lat['max_ms']:6.1f} ms"
-              f"  statuses {lat['statuses']}  errors {lat['errors']}  generator CPU {lat['generator_cpu_share']:.0%}"
-              f"  {verdict}")
+        print(
+            f"  {name:6s} p50 {lat['p50_ms']:6.1f} ms  p99 {lat['p99_ms']:6.1f} ms {lat['p99_ms_each_round']}"
+            f"  max {lat['max_ms']:6.1f} ms"
+            f"  statuses {lat['statuses']}  errors {lat['errors']}  generator CPU {lat['generator_cpu_share']:.0%}"
+            f"  {verdict}"
+        )
 
 
 def _print_soak(result: dict) -> None:
     growth = max(result["growth"])
     print(f"\n## Worker RSS over {result['events_after_warmup']} events after warm-up ({result['workers']} workers)")
-    print(f"  after warm-up {result['rss_kib_after_warmup']} KiB, after {result['rss_kib_after']} KiB, "
-          f"growth {', '.join(f'{g:+.1%}' for g in result['growth'])}  {_verdict(growth < TARGETS['rss_growth'], '< 10%')}")
+    print(
+        f"  after warm-up {result['rss_kib_after_warmup']} KiB, after {result['rss_kib_after']} KiB, "
+        f"growth {', '.join(f'{g:+.1%}' for g in result['growth'])}  "
+        f"{_verdict(growth < TARGETS['rss_growth'], '< 10%')}"
+    )
 
 
 def _verdict(ok: bool, target: str) -> str:
@@ -117,8 +146,14 @@ def _verdict(ok: bool, target: str) -> str:
 
 
 def _machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return f"{platform.node()}: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {sys.platform}"
 
 

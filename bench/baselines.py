@@ -15,8 +15,8 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from bench.workload import SECRET
-from relay import signature
-from relay.signature import HEADER
+from relay.domain import signature
+from relay.domain.signature import HEADER
 
 hello = Flask("hello")
 

@@ -17,10 +17,10 @@ from rq.suspension import resume, suspend
 from bench.footprint import per_event, usage_by_kind
 from bench.processes import Process, procfile_command, rss_kib, wait_http
 from bench.workload import SOURCE, relay_config, signed_bodies
-from relay import jobs, keys
-from relay.event import parse_event
-from relay.inbox import Inbox
-from relay.local_redis import free_port
+from devtools.local_redis import free_port
+from relay.domain.event import parse_event
+from relay.store import jobs, keys
+from relay.store.inbox import Inbox
 
 NOOP = "os.getpid"  # a real importable function that does nothing worth measuring
 
@@ -94,8 +94,9 @@ def _drain(progress, total: int, done, timeout: float) -> dict:
         time.sleep(0.05)
 
 
-def relay_run(redis: Redis, env: dict, workdir: Path, sink: Sink, *, events: int, destinations: int,
-              workers: int, offset: int = 0) -> dict:
+def relay_run(
+    redis: Redis, env: dict, workdir: Path, sink: Sink, *, events: int, destinations: int, workers: int, offset: int = 0
+) -> dict:
     """Deliver `events` events to `destinations` callbacks each; footprint queued and after."""
     redis.flushall()
     config = relay_config(workdir / f"relay-{destinations}.yaml", sink.url, destinations)
@@ -108,18 +109,25 @@ def relay_run(redis: Redis, env: dict, workdir: Path, sink: Sink, *, events: int
         queued = usage_by_kind(redis)
         resume(redis)
         expected = events * destinations
-        result = _drain(lambda: sink.count() - before_sink, expected,
-                        lambda: redis.zcard(keys.LEASES) == 0 and Queue(jobs.QUEUE_NAME, connection=redis).count == 0,
-                        timeout=max(120, events / 20))
+        result = _drain(
+            lambda: sink.count() - before_sink,
+            expected,
+            lambda: redis.zcard(keys.LEASES) == 0 and Queue(jobs.QUEUE_NAME, connection=redis).count == 0,
+            timeout=max(120, events / 20),
+        )
         delivered = usage_by_kind(redis)
     finally:
         pool.stop()
-    result.update({
-        "events": events, "destinations": destinations, "workers": workers,
-        "body_bytes": sum(len(b) for _, b in bodies) / events,
-        "bytes_per_event_queued": per_event(queued, events),
-        "bytes_per_event_delivered": per_event(delivered, events),
-    })
+    result.update(
+        {
+            "events": events,
+            "destinations": destinations,
+            "workers": workers,
+            "body_bytes": sum(len(b) for _, b in bodies) / events,
+            "bytes_per_event_queued": per_event(queued, events),
+            "bytes_per_event_delivered": per_event(delivered, events),
+        }
+    )
     return result
 
 
@@ -131,16 +139,29 @@ def noop_run(redis: Redis, env: dict, workdir: Path, *, jobs_count: int, workers
         _load_noops(redis, jobs_count)
         queue = jobs.queue(redis)
         resume(redis)
-        result = _drain(lambda: jobs_count - queue.count, jobs_count,
-                        lambda: StartedJobRegistry(queue=queue).count == 0, timeout=max(120, jobs_count / 20))
+        result = _drain(
+            lambda: jobs_count - queue.count,
+            jobs_count,
+            lambda: StartedJobRegistry(queue=queue).count == 0,
+            timeout=max(120, jobs_count / 20),
+        )
     finally:
         pool.stop()
     result.update({"jobs": jobs_count, "workers": workers})
     return result
 
 
-def soak(redis: Redis, env: dict, workdir: Path, sink: Sink, *, events: int, workers: int, warmup: int = 2000,
-         chunk: int = 10_000) -> dict:
+def soak(
+    redis: Redis,
+    env: dict,
+    workdir: Path,
+    sink: Sink,
+    *,
+    events: int,
+    workers: int,
+    warmup: int = 2000,
+    chunk: int = 10_000,
+) -> dict:
     """Worker RSS after a warm-up and after `events` more events, delivered in chunks."""
     redis.flushall()
     config = relay_config(workdir / "relay-soak.yaml", sink.url, 1)
@@ -153,14 +174,22 @@ def soak(redis: Redis, env: dict, workdir: Path, sink: Sink, *, events: int, wor
         for size in [warmup] + [chunk] * (events // chunk) + ([events % chunk] if events % chunk else []):
             base = sink.count()
             _load_events(redis, signed_bodies(size, 10_000_000 + sent))
-            _drain(lambda: sink.count() - base, size, lambda: redis.zcard(keys.LEASES) == 0, timeout=max(120, size / 20))
+            _drain(
+                lambda base=base: sink.count() - base,
+                size,
+                lambda: redis.zcard(keys.LEASES) == 0,
+                timeout=max(120, size / 20),
+            )
             sent += size
             samples.append((sent, pool.rss_kib()))
     finally:
         pool.stop()
     before, after = samples[0][1], samples[-1][1]
     return {
-        "events_after_warmup": sent - warmup, "workers": workers, "rss_kib_after_warmup": before,
-        "rss_kib_after": after, "growth": [round(a / b - 1, 4) for a, b in zip(after, before)],
+        "events_after_warmup": sent - warmup,
+        "workers": workers,
+        "rss_kib_after_warmup": before,
+        "rss_kib_after": after,
+        "growth": [round(a / b - 1, 4) for a, b in zip(after, before, strict=False)],
         "samples": samples,
     }

@@ -31,7 +31,7 @@ def usage_by_kind(redis: Redis) -> dict[str, int]:
         pipe = redis.pipeline(transaction=False)
         for key in batch:
             pipe.memory_usage(key, samples=0)
-        for key, size in zip(batch, pipe.execute()):
+        for key, size in zip(batch, pipe.execute(), strict=False):
             totals[kind_of(key)] += size or 0
         batch.clear()
 

@@ -11,15 +11,25 @@ import time
 from pathlib import Path
 
 from bench.loadgen import open_loop
-from bench.processes import ROOT, Process, web_command, wait_http
+from bench.processes import ROOT, Process, wait_http, web_command
 from bench.workload import SOURCE, signed_bodies, write_wrk_input
-from relay.local_redis import free_port
+from devtools.local_redis import free_port
 
 TARGETS = {"hello": "bench.baselines:hello", "naive": "bench.baselines:naive", "relay": "wsgi:app"}
 
 
-def run(redis, env: dict, workdir: Path, *, rounds: int, seconds: float, rate: float, latency_seconds: float,
-        connections: int, threads: int) -> dict:
+def run(
+    redis,
+    env: dict,
+    workdir: Path,
+    *,
+    rounds: int,
+    seconds: float,
+    rate: float,
+    latency_seconds: float,
+    connections: int,
+    threads: int,
+) -> dict:
     """Throughput (medians of `rounds`, targets interleaved) and latency at `rate` for each target."""
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -32,14 +42,17 @@ def run(redis, env: dict, workdir: Path, *, rounds: int, seconds: float, rate: f
     try:
         for name, target in TARGETS.items():
             port = free_port()
-            process = Process(web_command(target), {**env, "PORT": str(port), "BIND_HOST": "127.0.0.1",
-                                                    "WEB_CONCURRENCY": "2"}, workdir / f"web-{name}.log")
+            process = Process(
+                web_command(target),
+                {**env, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "2"},
+                workdir / f"web-{name}.log",
+            )
             servers[name] = (port, process)
-        for name, (port, process) in servers.items():
+        for port, process in servers.values():
             wait_http(f"http://127.0.0.1:{port}/", process)
         throughput: dict[str, list[float]] = {name: [] for name in TARGETS}
-        errors: dict[str, int] = {name: 0 for name in TARGETS}
-        for name, (port, _) in servers.items():  # warm up every worker (imports, connections)
+        errors: dict[str, int] = dict.fromkeys(TARGETS, 0)
+        for port, _ in servers.values():  # warm up every worker (imports, connections)
             redis.flushall()
             _wrk(wrk, port, wrk_input, 1, connections, threads)
         for _ in range(rounds):
@@ -55,8 +68,9 @@ def run(redis, env: dict, workdir: Path, *, rounds: int, seconds: float, rate: f
         for _ in range(rounds):
             for name in ("relay", "hello", "naive"):
                 redis.flushall()
-                runs[name].append(open_loop("127.0.0.1", servers[name][0], f"/hooks/{SOURCE}", bodies, rate,
-                                            latency_seconds))
+                runs[name].append(
+                    open_loop("127.0.0.1", servers[name][0], f"/hooks/{SOURCE}", bodies, rate, latency_seconds)
+                )
                 time.sleep(2)
         latency = {name: _latency_summary(results) for name, results in runs.items()}
     finally:
@@ -64,9 +78,12 @@ def run(redis, env: dict, workdir: Path, *, rounds: int, seconds: float, rate: f
             process.stop()
     medians = {name: statistics.median(values) for name, values in throughput.items()}
     return {
-        "throughput_rps": throughput, "median_rps": medians, "non_2xx": errors,
+        "throughput_rps": throughput,
+        "median_rps": medians,
+        "non_2xx": errors,
         "ratio_vs_hello": {name: medians[name] / medians["hello"] for name in TARGETS},
-        "latency_at_rate": latency, "rate": rate,
+        "latency_at_rate": latency,
+        "rate": rate,
     }
 
 
@@ -78,8 +95,10 @@ def _latency_summary(results: list) -> dict:
         "max_ms": statistics.median(max(r.latencies, default=float("nan")) for r in results) * 1000,
         "p99_ms_each_round": [round(r.percentile(99) * 1000, 1) for r in results],
         "sent": sum(r.sent for r in results),
-        "statuses": {status: sum(r.statuses.get(status, 0) for r in results)
-                     for status in sorted({s for r in results for s in r.statuses})},
+        "statuses": {
+            status: sum(r.statuses.get(status, 0) for r in results)
+            for status in sorted({s for r in results for s in r.statuses})
+        },
         "errors": sum(r.errors for r in results),
         "generator_behind_s": max(r.behind for r in results),
         "generator_cpu_share": statistics.median(r.cpu_share for r in results),
@@ -89,9 +108,19 @@ def _latency_summary(results: list) -> dict:
 def _wrk(wrk: str, port: int, wrk_input: Path, seconds: float, connections: int, threads: int) -> tuple[float, int]:
     env = {**os.environ, "BENCH_INPUT": str(wrk_input), "BENCH_THREADS": str(threads)}
     out = subprocess.run(
-        [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(ROOT / "bench" / "post.lua"),
-         f"http://127.0.0.1:{port}/hooks/{SOURCE}"],
-        env=env, capture_output=True, text=True, check=True,
+        [
+            wrk,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "-s",
+            str(ROOT / "bench" / "post.lua"),
+            f"http://127.0.0.1:{port}/hooks/{SOURCE}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)

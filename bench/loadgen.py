@@ -37,13 +37,21 @@ class _Request:
     reply: bytearray = field(default_factory=bytearray)
 
 
-def open_loop(host: str, port: int, path: str, bodies: list[tuple[str, bytes]], rate: float, duration: float,
-              max_in_flight: int = 512) -> OpenLoopResult:
+def open_loop(
+    host: str,
+    port: int,
+    path: str,
+    bodies: list[tuple[str, bytes]],
+    rate: float,
+    duration: float,
+    max_in_flight: int = 512,
+) -> OpenLoopResult:
     """POST `bodies` (MAC, body) at `rate` per second for `duration` seconds; latencies from due time."""
     total = min(len(bodies), int(rate * duration))
     requests = [
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nConnection: close\r\n"
-        f"X-WMS-Content-MAC: {mac}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        f"X-WMS-Content-MAC: {mac}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
         for mac, body in bodies[:total]
     ]
     result = OpenLoopResult(rate, total)

@@ -42,9 +42,15 @@ class Process:
         self.log_path = log_path
         bin_dir = str(Path(sys.executable).parent)
         full_env = {**os.environ, **env, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-        self._log = open(log_path, "ab")
-        self.popen = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=ROOT, env=full_env,
-                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop(), with the process
+        self.popen = subprocess.Popen(
+            ["bash", "-c", f"exec {command}"],
+            cwd=ROOT,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     @property
     def pid(self) -> int:

@@ -11,7 +11,7 @@ _count = 0
 
 
 async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    global _count
+    global _count  # noqa: PLW0603 - one counter for the whole sink process
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")

@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from relay import signature
-from relay.samples import sample_event, to_body
+from relay.domain import signature
+from relay.domain.samples import sample_event, to_body
 
 SECRET = "bench-only-secret"
 SOURCE = "wms"
@@ -34,8 +34,10 @@ def relay_config(path: Path, sink_url: str, destinations: int) -> Path:
     names = [f"sink-{i}" for i in range(1, destinations + 1)]
     config = {
         "sources": {SOURCE: {"mac_secrets": [SECRET]}},
-        "destinations": {name: {"type": "http", "url": f"{sink_url}/{name}", "signing_secret": "bench-signing-secret"}
-                         for name in names},
+        "destinations": {
+            name: {"type": "http", "url": f"{sink_url}/{name}", "signing_secret": "bench-signing-secret"}
+            for name in names
+        },
         "rules": [{"name": "everything", "match": {}, "to": names}],
     }
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML

@@ -4,10 +4,12 @@ import os
 import re
 import types
 import typing
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from config.destinations import DESTINATION_TYPES
 from config.errors import ConfigError
@@ -30,20 +32,21 @@ def load(environ: dict[str, str] | None = None, *, tool: bool = False) -> tuple[
     """
     env = os.environ if environ is None else environ
     problems: list[str] = []
-    settings = None
+    settings: Settings | None = None
     try:
         settings = Settings.from_env(env, require_redis=not tool)
     except ConfigError as exc:
         problems += exc.problems
     path = settings.config_path if settings else (env.get("RELAY_CONFIG", "").strip() or DEFAULT_CONFIG_PATH)
     # Even when the environment has problems, say whether email destinations lack their settings.
-    email_settings = tuple(bool(env.get(name, "").strip()) for name in ("SMTP_URL", "EMAIL_FROM"))
+    email_settings = (bool(env.get("SMTP_URL", "").strip()), bool(env.get("EMAIL_FROM", "").strip()))
     try:
         config = _load_config(path, env, None if tool else email_settings)
     except ConfigError as exc:
         problems += exc.problems
     if problems:
         raise ConfigError(problems)
+    assert settings is not None  # from_env raised (a problem) or returned it
     return settings, config
 
 
@@ -56,12 +59,12 @@ def load_config(path: str, environ: dict[str, str] | None = None, settings: Sett
     return _load_config(path, os.environ if environ is None else environ, email_settings)
 
 
-def _load_config(path: str, env, email_settings: tuple[bool, bool] | None) -> RelayConfig:
+def _load_config(path: str, env: Mapping[str, str], email_settings: tuple[bool, bool] | None) -> RelayConfig:
     data = _read_yaml(path)
     problems: list[str] = []
     unset: set[tuple] = set()
     data = _expand(data, env, (), problems, unset)
-    config = None
+    config: RelayConfig | None = None
     try:
         config = RelayConfig.model_validate(data)
     except ValidationError as exc:
@@ -72,20 +75,20 @@ def _load_config(path: str, env, email_settings: tuple[bool, bool] | None) -> Re
         problems.extend(_settings_problems(data, *email_settings))
     if problems:
         raise ConfigError([f"{path}: {p}" for p in problems])
+    # A failed validation is a problem: its own, or that of the unset variable it was skipped for.
+    assert config is not None
     return config
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys: the second one would silently win."""
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -99,7 +102,7 @@ def _read_yaml(path: str) -> Any:
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: cannot read: not UTF-8 text"]) from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
@@ -113,7 +116,7 @@ def _read_yaml(path: str) -> Any:
     return data
 
 
-def _expand(value: Any, env, loc: tuple, problems: list[str], unset: set[tuple]) -> Any:
+def _expand(value: Any, env: Mapping[str, str], loc: tuple, problems: list[str], unset: set[tuple]) -> Any:
     if isinstance(value, dict):
         return {k: _expand(v, env, (*loc, k), problems, unset) for k, v in value.items()}
     if isinstance(value, list):
@@ -137,7 +140,7 @@ def _expand(value: Any, env, loc: tuple, problems: list[str], unset: set[tuple])
     return _VAR.sub(substitute, value)
 
 
-def _format_loc(loc: tuple) -> str:
+def _format_loc(loc: Sequence[Any]) -> str:
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -152,7 +155,7 @@ def _user_loc(pydantic_loc: tuple) -> tuple:
     return tuple(loc)
 
 
-def _describe(err: dict) -> str:
+def _describe(err: ErrorDetails) -> str:
     pydantic_loc = list(err["loc"])
     loc = list(_user_loc(err["loc"]))
     kind, ctx = err["type"], err.get("ctx", {})
@@ -207,8 +210,16 @@ _MESSAGES = {
 
 
 _SCALAR_ERRORS = {
-    "int_type", "int_parsing", "int_from_float", "float_type", "float_parsing", "bool_type", "bool_parsing",
-    "literal_error", "greater_than_equal", "less_than_equal",
+    "int_type",
+    "int_parsing",
+    "int_from_float",
+    "float_type",
+    "float_parsing",
+    "bool_type",
+    "bool_parsing",
+    "literal_error",
+    "greater_than_equal",
+    "less_than_equal",
 }
 
 
@@ -250,13 +261,23 @@ def _unwrap(tp: Any) -> Any:
     return tp
 
 
+def _mapping(value: Any) -> dict:
+    """`value` if the file has a mapping there, else an empty one: its shape is reported elsewhere."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list:
+    """`value` if the file has a list there, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
 def _cross_reference_problems(data: dict) -> list[str]:
     problems = []
-    destinations = data.get("destinations") if isinstance(data.get("destinations"), dict) else {}
-    sources = data.get("sources") if isinstance(data.get("sources"), dict) else {}
+    destinations = _mapping(data.get("destinations"))
+    sources = _mapping(data.get("sources"))
     defined = ", ".join(repr(n) for n in destinations) or "none"
     seen_names: dict[str, int] = {}
-    rules = data.get("rules") if isinstance(data.get("rules"), list) else []
+    rules = _list(data.get("rules"))
     for i, rule in enumerate(rules):
         if not isinstance(rule, dict):
             continue
@@ -265,12 +286,12 @@ def _cross_reference_problems(data: dict) -> list[str]:
             problems.append(f"rules[{i}].name: duplicate rule name {name!r} (first used by rules[{seen_names[name]}])")
         elif isinstance(name, str):
             seen_names[name] = i
-        targets = rule.get("to") if isinstance(rule.get("to"), list) else []
+        targets = _list(rule.get("to"))
         for j, target in enumerate(targets):
             if isinstance(target, str) and target not in destinations:
                 problems.append(f"rules[{i}].to[{j}]: undefined destination {target!r} (defined: {defined})")
-        match = rule.get("match") if isinstance(rule.get("match"), dict) else {}
-        match_sources = match.get("source") if isinstance(match.get("source"), list) else []
+        match = _mapping(rule.get("match"))
+        match_sources = _list(match.get("source"))
         for j, source in enumerate(match_sources):
             if isinstance(source, str) and source not in sources:
                 known = ", ".join(repr(n) for n in sources) or "none"
@@ -281,14 +302,16 @@ def _cross_reference_problems(data: dict) -> list[str]:
         if target is None:
             problems.append(f"operations.announce_to: undefined destination {announce_to!r} (defined: {defined})")
         elif isinstance(target, dict) and target.get("type") not in ("slack", "email"):
-            problems.append(f"operations.announce_to: must name a slack or email destination, got {announce_to!r} "
-                            f"(type {target.get('type')!r})")
+            problems.append(
+                f"operations.announce_to: must name a slack or email destination, got {announce_to!r} "
+                f"(type {target.get('type')!r})"
+            )
     return problems
 
 
 def _settings_problems(data: dict, smtp_url_set: bool, email_from_set: bool) -> list[str]:
     problems = []
-    destinations = data.get("destinations") if isinstance(data.get("destinations"), dict) else {}
+    destinations = _mapping(data.get("destinations"))
     for name, dest in destinations.items():
         if isinstance(dest, dict) and dest.get("type") == "email":
             missing = [v for v, is_set in (("SMTP_URL", smtp_url_set), ("EMAIL_FROM", email_from_set)) if not is_set]

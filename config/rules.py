@@ -1,4 +1,4 @@
-"""The rule models: which events go to which destinations. Matching itself is relay/routing.py."""
+"""The rule models: which events go to which destinations. Matching itself is relay/domain/routing.py."""
 
 import difflib
 import fnmatch

@@ -1,6 +1,7 @@
 """Process settings from environment variables: one table, read once at start-up."""
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redis.connection import parse_url
@@ -29,7 +30,7 @@ class Settings:
     admin_token: Secret | None = None  # enables the admin API when set
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, *, require_redis: bool = True) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, require_redis: bool = True) -> "Settings":
         """Read and validate the environment; raise ConfigError listing every problem."""
         env = os.environ if environ is None else environ
         problems: list[str] = []
@@ -87,6 +88,12 @@ class Settings:
             admin_token=Secret(admin_token) if admin_token else None,
         )
 
+    def require_redis_url(self) -> Secret:
+        """REDIS_URL, for a process that uses Redis; from_env() requires it unless told otherwise
+        (require_redis=False, for the tool commands), so it is missing only by a mistake of ours."""
+        if self.redis_url is None:
+            raise ConfigError(["REDIS_URL: required, e.g. redis://localhost:6379/0"])
+        return self.redis_url
 
 
 def _redis_py_accepts(url: str) -> bool:

@@ -10,7 +10,10 @@ from config.wms_events import SEVERITIES
 
 # Source names end up in URLs (/hooks/<source>) and Redis keys: keep them plain.
 SOURCE_NAME_RULE = (r"^[a-z0-9][a-z0-9_-]{0,63}$", "lowercase letters, digits, '-' and '_' (at most 64 characters)")
-DESTINATION_NAME_RULE = (r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", "letters, digits, '-', '_' and '.' (at most 64 characters)")
+DESTINATION_NAME_RULE = (
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+    "letters, digits, '-', '_' and '.' (at most 64 characters)",
+)
 HEADER_NAME_RULE = (r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", "an HTTP header name (letters, digits and !#$%&'*+.^_`|~-)")
 
 SourceName = Annotated[str, StringConstraints(pattern=SOURCE_NAME_RULE[0])]

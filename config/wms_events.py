@@ -33,9 +33,7 @@ CATALOGUE: dict[str, EventType] = {
         EventType("CAMERA_STARTED", "INFO", (), "Camera started, by the user or automatically"),
         EventType("MEASUREMENT_STARTED", "INFO", (), "Measurement started, by the user or automatically"),
         EventType("MEASUREMENT_CREATED", "INFO", _M, "Measurement created and got the measurement ID"),
-        EventType(
-            "INTERMEDIATE_RESULTS", "INFO", ("snr", "sequence", "measurementId"), "Intermediate result received"
-        ),
+        EventType("INTERMEDIATE_RESULTS", "INFO", ("snr", "sequence", "measurementId"), "Intermediate result received"),
         EventType("SCAN_COMPLETED", "INFO", _M, "Scan has completed and is waiting for the final results"),
         EventType("RESULTS_RECEIVED", "INFO", _M, "Final results have been received"),
         EventType("REDIRECTING_TO_CALLBACK", "INFO", _M, "Starting the redirect to the callback URL"),

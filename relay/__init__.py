@@ -1,5 +1,6 @@
-"""The web side: receives WMS webhooks, verifies and validates them, and queues them in Redis.
+"""The relay: the pure domain (relay.domain), the Redis store (relay.store), the web app
+(relay.web, the only package that imports Flask) and the command line (relay.cli).
 
-Only relay.app and the blueprints import Flask, so the worker (which imports relay's event model
-and inbox) does not load it.
+Imports flow one way: config <- relay.domain <- relay.store <- relay.web, relay.cli and workers;
+the web app, the CLI and the workers never import each other (tests/test_layout.py).
 """

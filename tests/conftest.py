@@ -4,6 +4,7 @@ import textwrap
 from dataclasses import dataclass
 
 import pytest
+from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.registry import ScheduledJobRegistry
@@ -11,15 +12,16 @@ from rq.serializers import JSONSerializer
 
 from config.loader import load_config
 from config.settings import Settings
-from relay.app import create_app
-from relay.jobs import QUEUE_NAME
-from relay.jobs import RETRY as RETRY_JOB
-from relay.local_redis import LocalRedis
-from relay.redis_conn import connect
-from relay.signature import compute
+from devtools.local_redis import LocalRedis
+from relay.domain.signature import compute
+from relay.store.connection import connect
+from relay.store.jobs import QUEUE_NAME
+from relay.store.jobs import RETRY as RETRY_JOB
+from relay.web.app import create_app
 from tests.peers import HttpPeer, SmtpPeer
 from workers import runtime
 from workers.drain import Drain
+from workers.runtime import Runtime
 
 SECRET = "test-mac-secret"
 PREVIOUS_SECRET = "test-previous-secret"
@@ -132,21 +134,36 @@ rules:
 class Relay:
     """The pieces a fan-out test drives and inspects."""
 
-    client: object
-    redis: Redis
+    client: FlaskClient
+    rt: Runtime  # the worker side, as `python -m workers` builds it
     http: HttpPeer
     smtp: SmtpPeer
     queue: Queue
+    worker: SimpleWorker  # one for the whole test: building one per drain cost a third of the suite
+
+    @property
+    def redis(self) -> Redis:
+        """The relay's Redis client."""
+        return self.rt.redis
 
     def drain(self) -> None:
         """Fan out every event in the inbox and run every queued job in this process, as the
         Procfile's worker would, and wait for the deliveries they hand to the delivery threads."""
         while True:
-            fanned_out = Drain(self.redis, name="tests").drain_all()
-            SimpleWorker([self.queue], connection=self.redis, serializer=JSONSerializer).work(burst=True)
-            assert runtime.current().wait_idle(timeout=30), "deliveries still in flight after 30 s"
+            fanned_out = Drain(self.rt, name="tests").drain_all()
+            self.run_queued_jobs()
+            assert self.rt.wait_idle(timeout=30), "deliveries still in flight after 30 s"
             if self.queue.count == 0 and not fanned_out:
                 return
+
+    def run_queued_jobs(self) -> int:
+        """Run every job queued now (and those they queue) with the one worker; return how many."""
+        ran = 0
+        while found := Queue.dequeue_any([self.queue], None, connection=self.redis, serializer=JSONSerializer):
+            job, queue = found
+            self.worker.execute_job(job, queue)
+            ran += 1
+        return ran
 
     def run_due_retries(self, funcs: tuple[str, ...] = (RETRY_JOB,)) -> int:
         """Queue every scheduled job of `funcs` now, as if its time had come; return how many."""
@@ -167,18 +184,25 @@ class Relay:
 @pytest.fixture
 def relay_factory(tmp_path, redis_server, redis, http_peer, smtp_peer):
     """Build the relay from a config template (%(http)s, %(secret)s, %(crm_secret)s are filled in)."""
+
     def make(template: str = FANOUT_YAML) -> Relay:
         path = tmp_path / "relay.yaml"
         path.write_text(textwrap.dedent(template % {"secret": SECRET, "http": http_peer.url, "crm_secret": CRM_SECRET}))
-        settings = Settings.from_env({
-            "REDIS_URL": redis_server.url, "RELAY_CONFIG": str(path),
-            "SMTP_URL": smtp_peer.url, "EMAIL_FROM": "relay@wms.example.com",
-            "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
-        })
+        settings = Settings.from_env(
+            {
+                "REDIS_URL": redis_server.url,
+                "RELAY_CONFIG": str(path),
+                "SMTP_URL": smtp_peer.url,
+                "EMAIL_FROM": "relay@wms.example.com",
+                "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
+            }
+        )
         config = load_config(str(path), {}, settings)
-        runtime.install(runtime.Runtime.build(settings, config))
-        return Relay(create_app(settings, config, redis).test_client(), redis, http_peer, smtp_peer,
-                     Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer))
+        rt = Runtime.build(settings, config, redis)
+        runtime.install(rt)  # for the RQ entry points the jobs run through
+        queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+        worker = SimpleWorker([queue], connection=redis, serializer=JSONSerializer)
+        return Relay(create_app(settings, config, redis).test_client(), rt, http_peer, smtp_peer, queue, worker)
 
     yield make
     runtime.install(None)

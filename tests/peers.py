@@ -3,6 +3,7 @@
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -11,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from relay.local_redis import free_port
+from devtools.local_redis import free_port
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Reply:
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    on_receipt: Callable[[], None] | None = None  # run when the request has arrived, before answering
 
 
 class HttpPeer:
@@ -46,7 +48,7 @@ class HttpPeer:
         peer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with peer._lock:
                     script = peer._scripts.get(self.path)
@@ -54,6 +56,8 @@ class HttpPeer:
                     peer.requests.append(
                         Request("POST", self.path, dict(self.headers.items()), body, time.monotonic(), reply.status)
                     )
+                if reply.on_receipt is not None:
+                    reply.on_receipt()
                 time.sleep(reply.delay)
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
@@ -100,13 +104,13 @@ class _Recorder:
     def __init__(self, peer: "SmtpPeer"):
         self._peer = peer
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's API
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self._peer.rcpt_reply:
             return self._peer.rcpt_reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's API
+    async def handle_DATA(self, server, session, envelope):
         if self._peer.data_reply:
             return self._peer.data_reply
         message = message_from_bytes(envelope.content, policy=policy.default)
@@ -128,6 +132,7 @@ class SmtpPeer:
         self.url = f"smtp://127.0.0.1:{self.port}"
         auth = {}
         if credentials:
+
             def check(server, session, envelope, mechanism, auth_data):
                 ok = (auth_data.login.decode(), auth_data.password.decode()) == credentials
                 return AuthResult(success=ok, handled=False)

@@ -7,8 +7,8 @@ import time
 import pytest
 import requests
 
-from relay.local_redis import LocalRedis, free_port
-from relay.samples import sample_event, sample_session
+from devtools.local_redis import LocalRedis, free_port
+from relay.domain.samples import sample_event, sample_session
 from tests.peers import Reply
 from tests.test_processes import process_env, procfile_command, signed, start, stop, wait_for
 
@@ -37,7 +37,7 @@ def fault_env(tmp_path, redis_server, redis, http_peer):
 def accept(app_env, events):
     """POST signed events through the real app; all must be accepted."""
     from config.loader import load
-    from relay.app import create_app
+    from relay.web.app import create_app
 
     client = create_app(*load(app_env)).test_client()
     for event in events:

@@ -1,5 +1,6 @@
-"""The Procfile's processes and `relay dev`, run as real subprocesses on loopback."""
+"""The Procfile's processes and `./dev up`, run as real subprocesses on loopback."""
 
+import contextlib
 import os
 import re
 import signal
@@ -18,12 +19,12 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from config.loader import load
-from relay.app import create_app
-from relay.inbox import waiting
-from relay.jobs import QUEUE_NAME
-from relay.local_redis import free_port
-from relay.samples import sample_event, to_body
-from relay.signature import compute
+from devtools.local_redis import free_port
+from relay.domain.samples import sample_event, to_body
+from relay.domain.signature import compute
+from relay.store.inbox import waiting
+from relay.store.jobs import QUEUE_NAME
+from relay.web.app import create_app
 from tests.conftest import CONFIG_ENV, SECRET
 from tests.peers import Reply
 
@@ -48,16 +49,15 @@ def process_env(**extra) -> dict:
 def start(command: str, env: dict, log_path: Path) -> subprocess.Popen:
     """Run `command` through a shell, as honcho and PaaS runners do, in its own process group."""
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(["bash", "-c", command], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        ["bash", "-c", command], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def stop(process: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 15) -> int:
     """Signal the process group and wait for it; fail if it does not end in time."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
     return process.wait(timeout=timeout)
 
 
@@ -147,7 +147,7 @@ def test_procfile_worker_drains_the_inbox_and_stops_cleanly_on_sigterm(tmp_path,
     process = start(procfile_command("worker"), env, tmp_path / "worker.log")
     try:
         # The test config has no rules: each event is routed nowhere, and says so.
-        log = lambda: (tmp_path / "worker.log").read_text()  # noqa: E731
+        log = (tmp_path / "worker.log").read_text
         wait_for(lambda: log().count("matches no rule; not delivered anywhere") == 3, 20, "the worker to read 3 events")
         assert waiting(redis) == []
     finally:
@@ -202,11 +202,16 @@ def test_procfile_release_checks_the_config(tmp_path, settings):
     env.pop("WMS_MAC_SECRET")
     bad = subprocess.run(["bash", "-c", procfile_command("release")], cwd=ROOT, env=env, capture_output=True, text=True)
     assert bad.returncode == 1
-    assert bad.stderr == f"{settings.config_path}: sources.wms.mac_secrets[0]: environment variable WMS_MAC_SECRET is not set\n"
+    assert (
+        bad.stderr
+        == f"{settings.config_path}: sources.wms.mac_secrets[0]: environment variable WMS_MAC_SECRET is not set\n"
+    )
 
 
 def test_web_refuses_to_start_on_a_bad_config(tmp_path, settings):
-    env = process_env(PORT=str(free_port()), REDIS_URL=settings.redis_url.reveal(), RELAY_CONFIG=str(tmp_path / "missing.yaml"))
+    env = process_env(
+        PORT=str(free_port()), REDIS_URL=settings.redis_url.reveal(), RELAY_CONFIG=str(tmp_path / "missing.yaml")
+    )
     process = start(procfile_command("web"), env, tmp_path / "web.log")
     try:
         code = process.wait(timeout=30)
@@ -219,23 +224,34 @@ def test_web_refuses_to_start_on_a_bad_config(tmp_path, settings):
     assert "Traceback" not in log and "Booting worker" not in log
 
 
-def test_relay_dev_runs_everything_with_a_private_redis(tmp_path):
+def test_dev_up_runs_everything_with_a_private_redis(tmp_path):
     port = free_port()
     state = tmp_path / "dev.env"
     env = process_env(PORT=str(port), RELAY_CONFIG=str(ROOT / "config" / "relay.dev.yaml"), RELAY_DEV_STATE=str(state))
     env.pop("REDIS_URL", None)
-    process = start(f"{BIN / 'relay'} dev", env, tmp_path / "dev.log")
-    log = lambda: (tmp_path / "dev.log").read_text()  # noqa: E731
+    process = start(f"{BIN / 'python'} -m devtools.up", env, tmp_path / "dev.log")
+    log = (tmp_path / "dev.log").read_text
     try:
-        redis_url = wait_for(lambda: re.search(r"started a private Redis at (\S+)", log()), 20, "the private Redis").group(1)
+        redis_url = wait_for(
+            lambda: re.search(r"started a private Redis at (\S+)", log()), 20, "the private Redis"
+        ).group(1)
         wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).ok, 30, "the web process")
-        sinks = dict(re.search(r"local sinks: Slack and callbacks at (?P<DEV_SINK_URL>\S+), mail at (?P<SMTP_URL>\S+)", log()).groupdict())
+        sinks = dict(
+            re.search(
+                r"local sinks: Slack and callbacks at (?P<DEV_SINK_URL>\S+), mail at (?P<SMTP_URL>\S+)", log()
+            ).groupdict()
+        )
         written = dict(line.split("=", 1) for line in state.read_text().splitlines())
         assert written == {"REDIS_URL": redis_url, **sinks, "EMAIL_FROM": "relay@example.com", "PORT": str(port)}
         assert state.stat().st_mode & 0o777 == 0o600
         assert f"Listening at: http://127.0.0.1:{port}" in log()  # the public dev secret stays off the network
-        sample = subprocess.run([str(BIN / "relay"), "send-sample", "--session", "dev-1"], env=env,
-                                capture_output=True, text=True, timeout=30)
+        sample = subprocess.run(
+            [str(BIN / "relay"), "send-sample", "--session", "dev-1"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert sample.returncode == 0, sample.stdout + sample.stderr
         assert sample.stdout.splitlines()[-1] == '-> 202 {"status":"accepted","id":"wms:dev-1:0"}'
         # The sinks show what was sent: a Slack-shaped request, a signed callback, a mail.

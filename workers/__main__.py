@@ -17,8 +17,8 @@ from rq.serializers import JSONSerializer
 from config.errors import ConfigError
 from config.loader import load
 from config.rules import rule_warnings
-from relay import jobs, logs
-from relay.redis_conn import connect
+from relay import logs
+from relay.store import jobs
 from workers import runtime, sweeper
 from workers.drain import Drain
 
@@ -31,7 +31,7 @@ class _Worker(SimpleWorker):
 
     inbox: Drain | None = None
 
-    def _install_signal_handlers(self):
+    def _install_signal_handlers(self) -> None:
         # RQ's hook point (pinned RQ): if it were renamed, the reader would never start, and
         # tests/test_processes.py would fail at once.
         super()._install_signal_handlers()
@@ -52,14 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_level)
     for warning in rule_warnings(config.rules):
         log.warning("%s: %s", settings.config_path, warning)
-    runtime.install(runtime.Runtime.build(settings, config))
-    redis = connect(settings.redis_url)
+    rt = runtime.Runtime.build(settings, config)
+    runtime.install(rt)  # for RQ's entry points (workers/runtime.py)
+    redis = rt.redis
     queue = jobs.queue(redis)
     # Deliveries lost with a worker that was killed are sent again now, not a sweep later.
-    sweeper.sweep_now(redis)
+    sweeper.sweep_now(rt)
     # A minute, not RQ's ten: maintenance is when a worker takes over the scheduler of one that
     # died, and when RQ re-queues jobs abandoned by it.
-    inbox = Drain(redis)
+    inbox = Drain(rt)
     worker = _Worker([queue], connection=redis, serializer=JSONSerializer, maintenance_interval=60)
     if args.burst:
         inbox.drain_all()
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     # A warm shutdown ends the job loop; then the inbox batch in hand, then the deliveries
     # already handed to threads finish.
     inbox.stop()
-    runtime.current().wait_idle()
+    rt.wait_idle()
     return 0
 
 

@@ -21,14 +21,15 @@ import threading
 import time
 import uuid
 
-from redis import Redis
 from redis.exceptions import ResponseError
 from rq.suspension import is_suspended
 
-from relay import keys
-from relay.inbox import envelope_from_entry
-from workers import runtime, scripts
+from relay.store import keys, replies
+from relay.store.inbox import envelope_from_entry
+from relay.store.scripts import FORGET_READERS
+from workers import runtime
 from workers.fanout import fan_out_batch
+from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +37,14 @@ BATCH = 16  # entries per read: with 3 destinations each, 48 claims in one pipel
 BLOCK_MS = 1000  # how long one read waits for new entries: also how soon a stop is noticed
 ERROR_PAUSE = 1.0  # seconds between a failed step and the next
 IDLE_READER_TTL_MS = 3600_000  # readers with nothing pending and idle this long are forgotten
-_FORGET_READERS_LUA = scripts.source("forget_readers.lua")
 
 
 class Drain:
     """One reader of the inbox; `start` runs it on a thread, `drain_all` in the caller."""
 
-    def __init__(self, redis: Redis, name: str | None = None):
-        self.redis = redis
+    def __init__(self, rt: Runtime, name: str | None = None):
+        self.rt = rt
+        self.redis = rt.redis
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -61,7 +62,7 @@ class Drain:
 
     def step(self, block_ms: int | None = BLOCK_MS) -> int:
         """Fan out one batch; return how many entries it held (0: nothing was waiting)."""
-        rt = runtime.current()
+        rt = self.rt
         if is_suspended(self.redis):
             # `rq suspend` pauses the whole worker, fan-out too, until `rq resume`.
             self._stop.wait(1 if block_ms else 0)
@@ -96,11 +97,13 @@ class Drain:
         return len(entries)
 
     def _fan_out(self, entries: list) -> None:
-        fan_out_batch(self.redis, [(entry_id, _envelope(entry_id, fields)) for entry_id, fields in entries])
+        fan_out_batch(self.rt, [(entry_id, _envelope(entry_id, fields)) for entry_id, fields in entries])
 
     def _read(self, start: str, block_ms: int | None) -> list:
         """Entries this reader holds ("0") or new ones (">")."""
-        reply = self.redis.xreadgroup(keys.INBOX_GROUP, self.name, {keys.INBOX: start}, count=BATCH, block=block_ms)
+        reply = replies.read_group_streams(
+            self.redis.xreadgroup(keys.INBOX_GROUP, self.name, {keys.INBOX: start}, count=BATCH, block=block_ms)
+        )
         return reply[0][1] if reply else []
 
     def drain_all(self) -> int:
@@ -132,7 +135,7 @@ class Drain:
         that was what failed."""
         try:
             self.step()
-        except Exception:  # noqa: BLE001 - Redis away, or a bug: keep reading, never die silently
+        except Exception:
             log.exception("reading the inbox failed; trying again in %g s", ERROR_PAUSE)
             self._retry_own = not self._reading_own
             self._stop.wait(ERROR_PAUSE)
@@ -145,8 +148,7 @@ class Drain:
         if entries:
             log.warning("taking over %d inbox entries left pending by a stopped worker", len(entries))
             self._fan_out(entries)
-        forget = scripts.script(self.redis, _FORGET_READERS_LUA)
-        forget(keys=[keys.INBOX], args=[keys.INBOX_GROUP, IDLE_READER_TTL_MS, self.name])
+        FORGET_READERS.run(self.redis, [keys.INBOX], [keys.INBOX_GROUP, IDLE_READER_TTL_MS, self.name])
         return len(entries)
 
 
@@ -159,6 +161,11 @@ def _envelope(entry_id: bytes, fields: dict | None) -> dict | None:
     except (KeyError, ValueError) as exc:
         # Not written by the inbox: a bug or a hand-made entry. Kept in the log, not read forever.
         shown = {k.decode(errors="replace"): v.decode(errors="replace")[:2000] for k, v in fields.items()}
-        log.error("inbox entry %s is not an event envelope (%s: %s); skipped: %s", entry_id.decode(),
-                  exc.__class__.__name__, exc, shown)
+        log.error(
+            "inbox entry %s is not an event envelope (%s: %s); skipped: %s",
+            entry_id.decode(),
+            exc.__class__.__name__,
+            exc,
+            shown,
+        )
         return None

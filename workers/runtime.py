@@ -1,5 +1,9 @@
-"""What a worker process builds once and every job shares: config, adapters, an HTTP session,
-and the pool of threads that send deliveries.
+"""What a worker process builds once and hands to everything it runs: settings, config, the
+Redis client, adapters sharing one HTTP session, and the pool of threads that send deliveries.
+
+Every worker function takes the Runtime as its first argument. Only RQ's entry points (the job
+functions named in relay/store/jobs.py) fetch it, with current(): RQ calls them by name with
+JSON arguments, so the process's runtime cannot be passed to them.
 
 Reusing one requests.Session keeps connections to Slack and callback hosts open between jobs;
 that only pays because the worker does not fork per job (see workers/__main__.py).
@@ -12,10 +16,13 @@ from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
 
 import requests
+from redis import Redis
+from rq import get_current_job
 
 from config.loader import load
 from config.model import RelayConfig
 from config.settings import Settings
+from relay.store.connection import connect
 from workers.destinations import build_adapter
 from workers.destinations.base import Adapter
 
@@ -41,17 +48,21 @@ class Runtime:
 
     settings: Settings
     config: RelayConfig
+    redis: Redis
     adapters: dict[str, Adapter]
-    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="deliver"))
+    pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="deliver")
+    )
     _in_flight: int = 0
     _idle: threading.Condition = field(default_factory=threading.Condition)
 
     @classmethod
-    def build(cls, settings: Settings, config: RelayConfig) -> "Runtime":
-        """Adapters for every configured destination, sharing one HTTP session."""
+    def build(cls, settings: Settings, config: RelayConfig, redis: Redis | None = None) -> "Runtime":
+        """Adapters for every configured destination, sharing one HTTP session; a Redis client
+        for settings.redis_url unless one is given."""
         session = http_session()
         adapters = {name: build_adapter(name, d, settings, session) for name, d in config.destinations.items()}
-        return cls(settings, config, adapters)
+        return cls(settings, config, redis if redis is not None else connect(settings.require_redis_url()), adapters)
 
     def submit(self, task: Callable[[], None]) -> None:
         """Run `task` on a delivery thread; wait for a free one when MAX_IN_FLIGHT are busy."""
@@ -78,7 +89,8 @@ class Runtime:
 
     def submit_reserved(self, task: Callable[[], None]) -> None:
         """Run `task` on a thread reserved for it."""
-        def run():
+
+        def run() -> None:
             try:
                 task()
             finally:
@@ -106,12 +118,23 @@ _current: Runtime | None = None
 
 def install(runtime: Runtime | None) -> None:
     """Make `runtime` the one jobs use (python -m workers does this at start-up; tests too); None forgets it."""
-    global _current
+    global _current  # noqa: PLW0603 - the one process-wide runtime, for RQ entry points only
     _current = runtime
 
 
 def current() -> Runtime:
-    """The installed runtime; built from the environment on first use under a plain `rq worker`."""
+    """The installed runtime, for RQ's entry points only; built from the environment on first use
+    under a plain `rq worker`."""
     if _current is None:
-        install(Runtime.build(*load()))
+        built = Runtime.build(*load())
+        install(built)
+        return built
     return _current
+
+
+def current_job_id() -> str:
+    """The id of the RQ job being run, for RQ's entry points only (RQ runs them inside a job)."""
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("an RQ entry point was called outside an RQ job")
+    return job.id

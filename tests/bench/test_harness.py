@@ -13,7 +13,7 @@ from bench.processes import ROOT, web_command
 
 
 class _Answer(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
         status = 202 if self.headers["X-WMS-Content-MAC"] == "good" else 401
         self.send_response(status)
@@ -42,8 +42,9 @@ def test_the_web_baselines_run_on_the_procfile_line_with_only_the_target_changed
 
 
 def test_a_quick_delivery_run_reports_ratios_and_footprint(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "bench", "delivery", "--quick"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "delivery", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=240
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "## Delivery (500 events, 2 Procfile workers" in done.stdout
     workdir = ROOT / done.stdout.strip().splitlines()[-1].split(": ", 1)[1]

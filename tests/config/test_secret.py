@@ -74,23 +74,17 @@ LEAK_CASES = {
     "http-url-userinfo-and-query": _leak_case(_http(f"ftp://u:{TOKEN}@crm.example.com/in?t={TOKEN}")),
     "http-url-bad-port": _leak_case(_http(f"https://u:{TOKEN}@crm.example.com:99999/")),
     "header-value-a-number": _leak_case(
-        BASE + 'destinations: {crm: {type: http, url: "https://c.example.com", signing_secret: s, headers: {X-Key: 8675309}}}',
+        BASE
+        + 'destinations: {crm: {type: http, url: "https://c.example.com", signing_secret: s, headers: {X-Key: 8675309}}}',
         secret="8675309",
     ),
-    "http-url-without-scheme": _leak_case(
-        _http(f"crm.example.com/in?token={TOKEN}")
-    ),
-    "http-url-userinfo-without-scheme": _leak_case(
-        _http(f"admin:{TOKEN}@crm.example.com/in")
-    ),
+    "http-url-without-scheme": _leak_case(_http(f"crm.example.com/in?token={TOKEN}")),
+    "http-url-userinfo-without-scheme": _leak_case(_http(f"admin:{TOKEN}@crm.example.com/in")),
     "slack-url-as-the-whole-destination": _leak_case(
         BASE + 'destinations: {ops-slack: "${SLACK_WEBHOOK_URL}"}',
-        {"SLACK_WEBHOOK_URL": f"https://hooks.example.com/T000/{TOKEN}"}
+        {"SLACK_WEBHOOK_URL": f"https://hooks.example.com/T000/{TOKEN}"},
     ),
-    "mac-secret-as-the-whole-source": _leak_case(
-        'sources: {wms: "${WMS_MAC_SECRET}"}',
-        {"WMS_MAC_SECRET": TOKEN}
-    ),
+    "mac-secret-as-the-whole-source": _leak_case('sources: {wms: "${WMS_MAC_SECRET}"}', {"WMS_MAC_SECRET": TOKEN}),
 }
 
 

@@ -18,7 +18,10 @@ REDIS = {"REDIS_URL": "redis://localhost:6379/0"}
         ({"REDIS_URL": "redis://"}, "REDIS_URL: must be a redis://, rediss:// or unix:// URL"),
         ({"REDIS_URL": "unix://"}, "REDIS_URL: must be a redis://, rediss:// or unix:// URL"),
         # redis-py would refuse it when the web process starts: refuse it here, at the release check.
-        ({"REDIS_URL": "redis://h:6379/0?socket_timeout=abc"}, "REDIS_URL: must be a redis://, rediss:// or unix:// URL"),
+        (
+            {"REDIS_URL": "redis://h:6379/0?socket_timeout=abc"},
+            "REDIS_URL: must be a redis://, rediss:// or unix:// URL",
+        ),
         ({**REDIS, "SMTP_URL": "smtp://"}, "SMTP_URL: must be an smtp:// or smtps:// URL with a host"),
         ({**REDIS, "WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY: must be a number of processes (1-64), got 'abc'"),
         ({**REDIS, "WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY: must be a number of processes (1-64), got '0'"),
@@ -26,7 +29,10 @@ REDIS = {"REDIS_URL": "redis://localhost:6379/0"}
         ({**REDIS, "PORT": "0"}, "PORT: must be a TCP port number (1-65535), got '0'"),
         ({**REDIS, "PORT": "65536"}, "PORT: must be a TCP port number (1-65535), got '65536'"),
         ({**REDIS, "PORT": "-1"}, "PORT: must be a TCP port number (1-65535), got '-1'"),
-        ({**REDIS, "LOG_LEVEL": "verbose"}, "LOG_LEVEL: must be one of 'DEBUG', 'INFO', 'WARNING', 'ERROR', got 'verbose'"),
+        (
+            {**REDIS, "LOG_LEVEL": "verbose"},
+            "LOG_LEVEL: must be one of 'DEBUG', 'INFO', 'WARNING', 'ERROR', got 'verbose'",
+        ),
         ({**REDIS, "SMTP_URL": "mail.example.com:587"}, "SMTP_URL: must be an smtp:// or smtps:// URL with a host"),
         (
             {**REDIS, "EMAIL_FROM": "Relay <relay@example.com>"},

@@ -17,7 +17,11 @@ from config.smtp import parse_smtp_url
 def test_valid_smtp_urls(url, host, port, implicit_tls, starttls, username, password):
     server = parse_smtp_url(url)
     assert (server.host, server.port, server.implicit_tls, server.starttls, server.username) == (
-        host, port, implicit_tls, starttls, username
+        host,
+        port,
+        implicit_tls,
+        starttls,
+        username,
     )
     assert (server.password.reveal() if server.password else None) == password
 

@@ -5,12 +5,11 @@ import logging
 import threading
 import time
 
-import pytest
 from rq.suspension import resume, suspend
 
-from relay import keys
-from relay.inbox import waiting
-from relay.samples import sample_session, to_body
+from relay.domain.samples import sample_session, to_body
+from relay.store import keys
+from relay.store.inbox import waiting
 from tests.conftest import FANOUT_YAML, signed_post
 from tests.peers import Reply
 from tests.workers.test_end_to_end import CRM_PATH, SLACK_PATH
@@ -28,7 +27,7 @@ def post(relay, events):
 def test_a_batch_is_read_claimed_and_acknowledged_together(relay):
     events = sample_session(("WMS_LOADED",) * (BATCH + 3))
     post(relay, events)
-    reader = Drain(relay.redis, name="one")
+    reader = Drain(relay.rt, name="one")
     reader.ensure_group()
     assert reader.step(block_ms=None) == BATCH
     assert reader.step(block_ms=None) == 3
@@ -44,11 +43,11 @@ def test_entries_of_a_reader_that_died_are_taken_over_after_the_lease_grace(rela
     relay = relay_factory(SHORT_GRACE)
     events = sample_session(("WMS_LOADED",) * 2)
     post(relay, events)
-    dead = Drain(relay.redis, name="dead")
+    dead = Drain(relay.rt, name="dead")
     dead.ensure_group()
     # It read both entries and died before fanning them out.
     relay.redis.xreadgroup(keys.INBOX_GROUP, "dead", {keys.INBOX: ">"}, count=10)
-    survivor = Drain(relay.redis, name="survivor")
+    survivor = Drain(relay.rt, name="survivor")
     survivor._next_maintenance = 0
     assert survivor.step(block_ms=None) == 0  # pending for less than the grace: still the dead reader's
     assert relay.http.requests == []
@@ -64,17 +63,17 @@ def test_entries_of_a_reader_that_died_are_taken_over_after_the_lease_grace(rela
 def test_readers_idle_for_long_with_nothing_pending_are_forgotten(relay, monkeypatch):
     first, second = sample_session(("WMS_LOADED",) * 2)
     post(relay, [first])
-    Drain(relay.redis, name="gone").drain_all()
+    Drain(relay.rt, name="gone").drain_all()
     monkeypatch.setattr(drain, "IDLE_READER_TTL_MS", 0)
     time.sleep(0.01)
     post(relay, [second])
-    Drain(relay.redis, name="current").drain_all()
+    Drain(relay.rt, name="current").drain_all()
     names = [c["name"] for c in relay.redis.xinfo_consumers(keys.INBOX, keys.INBOX_GROUP)]
     assert names == [b"current"]
 
 
 def test_the_group_is_made_again_when_redis_was_emptied(relay):
-    reader = Drain(relay.redis, name="one")
+    reader = Drain(relay.rt, name="one")
     reader.ensure_group()
     relay.redis.flushall()
     (event,) = sample_session(("WMS_LOADED",))
@@ -104,12 +103,16 @@ def test_the_envelope_goes_once_the_last_destination_is_dead_lettered(relay):
     post(relay, [event])
     relay.drain()
     event_id = f"wms:{event['sessionId']}:0"
-    assert relay.redis.hgetall(keys.delivery_key(event_id)) == {b"ops-slack": b"dead", b"ops-email": b"ok", b"crm": b"ok"}
+    assert relay.redis.hgetall(keys.delivery_key(event_id)) == {
+        b"ops-slack": b"dead",
+        b"ops-email": b"ok",
+        b"crm": b"ok",
+    }
     assert not relay.redis.exists(keys.event_key(event_id))  # the dead letter keeps its own copy
 
 
 def test_the_worker_logs_and_keeps_reading_when_redis_fails(relay, monkeypatch, caplog):
-    reader = Drain(relay.redis, name="one")
+    reader = Drain(relay.rt, name="one")
     reader.ensure_group()
     calls = []
 
@@ -131,7 +134,7 @@ def test_rq_suspend_pauses_the_fan_out_too(relay):
     (event,) = sample_session(("WMS_LOADED",))
     post(relay, [event])
     suspend(relay.redis)
-    reader = Drain(relay.redis, name="one")
+    reader = Drain(relay.rt, name="one")
     reader.ensure_group()
     assert reader.step(block_ms=None) == 0 and len(waiting(relay.redis)) == 1
     resume(relay.redis)
@@ -152,7 +155,9 @@ def test_an_entry_that_cannot_be_routed_is_logged_and_the_rest_of_its_batch_goes
     relay.drain()
     assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(good)]
     bad_id = f"wms:{bad['sessionId']}:0"
-    assert f"({bad_id}) could not be routed (OverflowError: int too large to convert to float); skipped: " in caplog.text
+    assert (
+        f"({bad_id}) could not be routed (OverflowError: int too large to convert to float); skipped: " in caplog.text
+    )
     assert relay.redis.xlen(keys.INBOX) == 0
 
 
@@ -162,7 +167,7 @@ def test_entries_that_keep_failing_do_not_hold_up_new_ones(relay, monkeypatch, c
     stuck_id = f"wms:{stuck['sessionId']}:0"
     post(relay, [stuck])
     relay.redis.set(keys.delivery_key(stuck_id), "not a hash")  # its claim fails every time
-    reader = Drain(relay.redis, name="one")
+    reader = Drain(relay.rt, name="one")
     reader.ensure_group()
     reader.guarded_step()  # fails
     reader.guarded_step()  # reads what it holds once more: fails again, left for a take-over
@@ -178,9 +183,9 @@ def test_deliveries_are_claimed_only_once_threads_are_free_to_send_them(relay):
     (event,) = sample_session(("CONSTRAINT_VIOLATION",))  # three destinations
     post(relay, [event])
     (envelope,) = waiting(relay.redis)
-    rt = runtime.current()
+    rt = relay.rt
     rt.reserve(runtime.MAX_IN_FLIGHT - 2)  # only two threads free
-    fanning = threading.Thread(target=fanout.fan_out_batch, args=(relay.redis, [(None, envelope)]))
+    fanning = threading.Thread(target=fanout.fan_out_batch, args=(relay.rt, [(None, envelope)]))
     fanning.start()
     time.sleep(0.3)
     # A claim starts a lease: none is taken while a send would still have to wait for a thread.
@@ -192,7 +197,7 @@ def test_deliveries_are_claimed_only_once_threads_are_free_to_send_them(relay):
 
 
 def test_two_fan_outs_reserving_threads_at_once_never_hold_part_each(relay):
-    rt = runtime.current()
+    rt = relay.rt
     rt.reserve(runtime.MAX_IN_FLIGHT - 10)
     done = []
     waiters = [threading.Thread(target=lambda: (rt.reserve(16), done.append(1))) for _ in range(2)]
@@ -214,6 +219,6 @@ def test_an_envelope_stored_again_for_an_event_already_delivered_is_forgotten(re
     (envelope,) = waiting(relay.redis)
     relay.drain()
     # Read again (taken over from a reader that was only slow): nothing is sent, nothing stays.
-    fanout.fan_out_batch(relay.redis, [(None, envelope)])
+    fanout.fan_out_batch(relay.rt, [(None, envelope)])
     assert not relay.redis.exists(keys.event_key(envelope["id"]))
     assert len(relay.http.to(CRM_PATH)) == 1

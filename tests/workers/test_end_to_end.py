@@ -1,17 +1,17 @@
 """Realistic sessions POSTed to the real app, drained by a real worker, landing at real peers."""
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook
 
 from config.secret import Secret
-from relay import signature
-from relay.keys import DEAD_LETTERS
-from relay.samples import COMPLETED_SESSION, FAILED_SESSION, sample_session, to_body
+from relay.domain import signature
+from relay.domain.samples import COMPLETED_SESSION, FAILED_SESSION, sample_session, to_body
+from relay.store.attempts import attempt_log, attempts_of
+from relay.store.keys import DEAD_LETTERS
 from tests.conftest import CRM_SECRET, signed_post
 from tests.peers import Reply
-from workers.attempts import attempt_log, attempts_of
 
 CRM_PATH = "/crm?token=crm-token"
 SLACK_PATH = "/slack/T000/B000/XXXX"
@@ -41,7 +41,10 @@ def test_a_failed_session_alerts_chat_and_mail_and_feeds_the_callback(relay):
     assert len(relay.http.to(CRM_PATH)) == len(events)
     # CONSTRAINT_VIOLATION (ERROR) and MEASUREMENT_CANCELED (WARN) are the failures.
     # Sends run in parallel: each failure alerts once, in whatever order the sends finished.
-    slack = {m["attachments"][0]["blocks"][0]["text"]["text"]: m for m in (json.loads(r.body) for r in relay.http.to(SLACK_PATH))}
+    slack = {
+        m["attachments"][0]["blocks"][0]["text"]["text"]: m
+        for m in (json.loads(r.body) for r in relay.http.to(SLACK_PATH))
+    }
     assert sorted(slack) == ["CONSTRAINT_VIOLATION", "MEASUREMENT_CANCELED"] and len(relay.http.to(SLACK_PATH)) == 2
     assert slack["CONSTRAINT_VIOLATION"]["text"] == (
         f":red_circle: [ERROR] CONSTRAINT_VIOLATION - session {session_id} "
@@ -68,7 +71,9 @@ def test_callbacks_are_signed_for_standard_webhooks_and_like_wms(relay):
     # Our own WMS verifier accepts the re-signed X-WMS-Content-MAC, keyed with the signing secret.
     assert signature.verify(headers["x-wms-content-mac"], request.body, [Secret(CRM_SECRET)]) == 0
     assert (headers["content-type"], headers["x-tenant"], headers["authorization"]) == (
-        "application/json", "acme", "Bearer crm-api-key"
+        "application/json",
+        "acme",
+        "Bearer crm-api-key",
     )
 
 
@@ -93,7 +98,7 @@ def test_a_failing_destination_does_not_stop_or_repeat_the_others(relay):
     assert len(relay.http.to(SLACK_PATH)) == 1
     ((job, due),) = relay.scheduled()
     assert job.args[1:] == ["ops-slack", 2, 0]
-    assert 3 <= (due - datetime.now(timezone.utc)).total_seconds() <= 7.1  # 5 s +-20%, rounded up to a second
+    assert 3 <= (due - datetime.now(UTC)).total_seconds() <= 7.1  # 5 s +-20%, rounded up to a second
 
     assert relay.run_due_retries() == 1
     relay.drain()
@@ -102,7 +107,12 @@ def test_a_failing_destination_does_not_stop_or_repeat_the_others(relay):
     assert len(relay.http.to(CRM_PATH)) == 1 and len(relay.smtp.messages) == 1
     # The log has every attempt; the event's own list, the delivery that needed a second try.
     logged = [(a["destination"], a["attempt"], a["outcome"]) for a in attempt_log(relay.redis)]
-    assert sorted(logged) == [("crm", "1", "ok"), ("ops-email", "1", "ok"), ("ops-slack", "1", "transient"), ("ops-slack", "2", "ok")]
+    assert sorted(logged) == [
+        ("crm", "1", "ok"),
+        ("ops-email", "1", "ok"),
+        ("ops-slack", "1", "transient"),
+        ("ops-slack", "2", "ok"),
+    ]
     outcomes = [(a["destination"], a["attempt"], a["outcome"]) for a in attempts_of(relay.redis, event_id)]
     assert outcomes == [("ops-slack", 1, "transient"), ("ops-slack", 2, "ok")]
     assert relay.redis.zcard(DEAD_LETTERS) == 0

@@ -4,18 +4,19 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-from relay import jobs, keys
-from relay.inbox import waiting
-from relay.samples import sample_session, to_body
+from relay.domain.samples import sample_session, to_body
+from relay.store import jobs, keys
+from relay.store.attempts import LOG_FIELDS, attempt_log, attempts_of
+from relay.store.inbox import waiting
 from tests.conftest import signed_post
 from tests.peers import Reply
 from tests.workers.test_end_to_end import CRM_PATH, SLACK_PATH
-from workers import delivery, runtime, sweeper
-from workers.attempts import LOG_FIELDS, attempt_log, attempts_of
+from workers import sweeper
 from workers.drain import Drain
 from workers.fanout import fan_out_batch
 
@@ -27,7 +28,7 @@ def test_an_event_fanned_out_twice_sends_nothing_twice(relay, caplog):
     (envelope,) = waiting(relay.redis)
     relay.drain()
     # As if its reader had died before acknowledging it and another reader took the entry over.
-    fan_out_batch(relay.redis, [(None, envelope)])
+    fan_out_batch(relay.rt, [(None, envelope)])
     relay.drain()
     assert len(relay.http.to(SLACK_PATH)) == len(relay.http.to(CRM_PATH)) == len(relay.smtp.messages) == 1
     event_id = f"wms:{event['sessionId']}:0"
@@ -42,7 +43,7 @@ def test_an_event_fanned_out_again_after_a_failure_starts_no_second_retry_chain(
     signed_post(relay.client, to_body(event))
     (envelope,) = waiting(relay.redis)
     relay.drain()
-    fan_out_batch(relay.redis, [(None, envelope)])
+    fan_out_batch(relay.rt, [(None, envelope)])
     relay.drain()
     assert len(relay.http.to(SLACK_PATH)) == 1
     assert [j.args for j, _ in relay.scheduled()] == [[f"wms:{event['sessionId']}:0", "ops-slack", 2, 0]]
@@ -62,7 +63,7 @@ def test_a_duplicate_retry_job_sends_once(relay):
 
 def test_an_attempt_lost_with_its_worker_is_swept_up_and_sent(relay, monkeypatch):
     (event,) = sample_session(("CONSTRAINT_VIOLATION",))
-    rt = runtime.current()
+    rt = relay.rt
     # The worker dies after claiming, before sending (its thread given back, so this process goes on).
     monkeypatch.setattr(rt, "submit_reserved", lambda task: rt.unreserve(1))
     signed_post(relay.client, to_body(event))
@@ -72,31 +73,36 @@ def test_an_attempt_lost_with_its_worker_is_swept_up_and_sent(relay, monkeypatch
     leases = relay.redis.zrange(keys.LEASES, 0, -1, withscores=True)
     assert len(leases) == 3 and all(expiry > time.time() for _, expiry in leases)  # not yet presumed lost
     relay.redis.zadd(keys.LEASES, {member: time.time() - 1 for member, _ in leases})  # time passes
-    assert sweeper.sweep_now(relay.redis) == 3
+    assert sweeper.sweep_now(relay.rt) == 3
     relay.drain()
     assert len(relay.http.to(SLACK_PATH)) == len(relay.http.to(CRM_PATH)) == len(relay.smtp.messages) == 1
     assert relay.redis.zcard(keys.LEASES) == 0
 
 
-def test_an_attempt_whose_record_fails_is_retried_by_the_sweeper(relay, monkeypatch, caplog):
+def test_an_attempt_whose_record_fails_is_retried_by_the_sweeper(relay, caplog):
     (event,) = sample_session(("WMS_LOADED",))
-    calls = []
+    fanned_out = threading.Event()
 
-    def broken_finish(*args):
-        calls.append(args)
-        raise ConnectionError("redis went away")
+    def redis_fills_up():
+        # The send has happened; Redis now refuses writes (out of memory), so its record fails.
+        assert fanned_out.wait(10)
+        relay.redis.config_set("maxmemory", "1")
 
-    monkeypatch.setattr(delivery, "_delivered", broken_finish)
+    relay.http.script(CRM_PATH, Reply(on_receipt=redis_fills_up))
     signed_post(relay.client, to_body(event))
-    relay.drain()
-    monkeypatch.undo()
+    try:
+        Drain(relay.rt, name="tests").drain_all()
+        fanned_out.set()
+        assert relay.rt.wait_idle(10)
+    finally:
+        relay.redis.config_set("maxmemory", "0")
     event_id = f"wms:{event['sessionId']}:0"
     assert f"{event_id} -> crm attempt 1: ok, but not recorded; the sweeper will retry it" in caplog.text
-    relay.redis.zadd(keys.LEASES, {m: 0 for m in relay.redis.zrange(keys.LEASES, 0, -1)})
-    assert sweeper.sweep_now(relay.redis) == 1
+    relay.redis.zadd(keys.LEASES, dict.fromkeys(relay.redis.zrange(keys.LEASES, 0, -1), 0))
+    assert sweeper.sweep_now(relay.rt) == 1
     relay.drain()
     # Sent twice: at least once, never lost. The second attempt is the one recorded.
-    assert len(relay.http.to(CRM_PATH)) == 2 and len(calls) == 1
+    assert len(relay.http.to(CRM_PATH)) == 2
     assert [(a["attempt"], a["outcome"]) for a in attempt_log(relay.redis)] == [("1", "ok")]
 
 
@@ -132,7 +138,12 @@ def test_every_attempt_is_recorded_with_its_outcome(relay):
     signed_post(relay.client, to_body(event))
     relay.drain()
     (slack,) = attempts_of(relay.redis, f"wms:{event['sessionId']}:0")  # the others succeeded at once
-    assert (slack["attempt"], slack["outcome"], slack["status"], slack["detail"]) == (1, "transient", "HTTP 429", "rate_limited")
+    assert (slack["attempt"], slack["outcome"], slack["status"], slack["detail"]) == (
+        1,
+        "transient",
+        "HTTP 429",
+        "rate_limited",
+    )
     assert 30 <= slack["next_retry_in"] <= 31  # a deferral: Retry-After, not the schedule's 5 s
     ((job, _),) = relay.scheduled()
     assert job.args[1:] == ["ops-slack", 1, 1]  # the same attempt again, one deferral used
@@ -160,7 +171,7 @@ def test_secrets_never_reach_attempt_records(relay):
 
 def test_an_event_that_matches_no_rule_is_logged_and_done(relay, monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="workers")
-    rt = runtime.current()
+    rt = relay.rt
     monkeypatch.setattr(rt, "config", rt.config.model_copy(update={"rules": []}))
     (event,) = sample_session(("WMS_LOADED",))
     signed_post(relay.client, to_body(event))
@@ -174,8 +185,10 @@ def test_an_inbox_entry_whose_body_does_not_match_its_id_is_logged_and_skipped(r
     envelope = {"v": 1, "id": "wms:s:2", "source": "wms", "received_at": 0.0, "body": to_body(event).decode()}
     entry_id = relay.redis.xadd(keys.INBOX, envelope).decode()
     relay.drain()
-    assert (f"inbox entry {entry_id} is not a valid envelope (envelope id 'wms:s:2' does not match its body's "
-            f"event id 'wms:{event['sessionId']}:0'); skipped: {json.dumps(envelope)}") in caplog.text
+    assert (
+        f"inbox entry {entry_id} is not a valid envelope (envelope id 'wms:s:2' does not match its body's "
+        f"event id 'wms:{event['sessionId']}:0'); skipped: {json.dumps(envelope)}"
+    ) in caplog.text
     assert relay.http.requests == [] and waiting(relay.redis) == []
 
 
@@ -184,8 +197,10 @@ def test_an_inbox_entry_that_is_no_envelope_is_logged_and_skipped(relay, caplog)
     signed_post(relay.client, to_body(event))
     entry_id = relay.redis.xadd(keys.INBOX, {"note": "hand-made"}).decode()
     relay.drain()
-    assert (f"inbox entry {entry_id} is not an event envelope (KeyError: b'v'); skipped: {{'note': 'hand-made'}}"
-            in caplog.text)
+    assert (
+        f"inbox entry {entry_id} is not an event envelope (KeyError: b'v'); skipped: {{'note': 'hand-made'}}"
+        in caplog.text
+    )
     # The entry beside it went out; neither is read again.
     assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(event)]
     assert relay.redis.xlen(keys.INBOX) == 0
@@ -197,13 +212,15 @@ def test_an_entry_whose_claims_fail_stays_pending_and_goes_out_once_redis_recove
     event_id = f"wms:{event['sessionId']}:0"
     signed_post(relay.client, to_body(event))
     relay.redis.set(keys.delivery_key(event_id), "not a hash")  # every claim of this event fails
-    reader = Drain(relay.redis, name="one")
+    reader = Drain(relay.rt, name="one")
     reader.ensure_group()
     with pytest.raises(RuntimeError) as exc:
         reader.step(block_ms=None)
     assert str(exc.value) == "1 inbox entries could not be fanned out and stay pending"
-    assert (f"{event_id} -> crm: the claim failed: WRONGTYPE Operation against a key holding the wrong kind "
-            "of value script: ") in caplog.text
+    assert (
+        f"{event_id} -> crm: the claim failed: WRONGTYPE Operation against a key holding the wrong kind "
+        "of value script: "
+    ) in caplog.text
     assert relay.redis.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] == 1
     relay.redis.delete(keys.delivery_key(event_id))
     reader._retry_own = True  # what the read loop does after an error
@@ -216,8 +233,13 @@ def test_an_entry_whose_claims_fail_stays_pending_and_goes_out_once_redis_recove
 def test_a_fan_out_job_of_an_earlier_version_still_delivers(relay):
     # Events queued as one RQ job each before an upgrade go out once, like the inbox's.
     (event,) = sample_session(("WMS_LOADED",))
-    envelope = {"v": 1, "id": f"wms:{event['sessionId']}:0", "source": "wms", "received_at": time.time(),
-                "body": to_body(event).decode()}
+    envelope = {
+        "v": 1,
+        "id": f"wms:{event['sessionId']}:0",
+        "source": "wms",
+        "received_at": time.time(),
+        "body": to_body(event).decode(),
+    }
     relay.queue.enqueue(jobs.FANOUT, envelope)
     relay.queue.enqueue(jobs.FANOUT, envelope)
     relay.drain()
@@ -231,7 +253,11 @@ def test_the_inbox_entry_is_the_versioned_envelope_in_plain_fields(client, redis
     ((_, fields),) = redis.xrange(keys.INBOX)
     assert list(fields) == [b"v", b"id", b"source", b"received_at", b"body"]
     assert (fields[b"v"], fields[b"id"], fields[b"source"], fields[b"body"]) == (
-        b"1", f"wms:{event['sessionId']}:0".encode(), b"wms", to_body(event))
+        b"1",
+        f"wms:{event['sessionId']}:0".encode(),
+        b"wms",
+        to_body(event),
+    )
     assert abs(float(fields[b"received_at"]) - time.time()) < 5
 
 

@@ -6,7 +6,7 @@ import random
 import time
 from collections import Counter
 
-from relay.samples import sample_event, to_body
+from relay.domain.samples import sample_event, to_body
 from tests.conftest import FANOUT_YAML, signed_post
 from tests.peers import Reply
 
@@ -16,8 +16,9 @@ SLACK = "/slack/T000/B000/XXXX"
 # failure rate is practically impossible (800 * 0.2^13 < 1e-6). Pausing is off, so every
 # flaky answer is retried.
 FLAKY = FANOUT_YAML.replace(
-    "    timeout: 2s\n", "    timeout: 2s\n    retry: {delays: [1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s], jitter: 0}\n"
-    "    pause: {after_failures: 0}\n"
+    "    timeout: 2s\n",
+    "    timeout: 2s\n    retry: {delays: [1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s], jitter: 0}\n"
+    "    pause: {after_failures: 0}\n",
 )
 CODES = ("WMS_LOADED", "CAMERA_STARTED", "INTERMEDIATE_RESULTS", "WEBSOCKET_DISCONNECTED", "MEASUREMENT_CANCELED")
 
@@ -47,7 +48,9 @@ def test_a_thousand_events_with_duplicates_and_a_flaky_destination(relay_factory
     assert any(r.status == 503 for r in crm)  # ...through the flaky answers, retried
     # WARN and ERROR events alerted once each, by chat and by mail.
     alerts = [e for e in unique if e["severity"] in ("WARN", "ERROR")]
-    slack = Counter(json.loads(r.body)["attachments"][0]["blocks"][-1]["elements"][0]["text"] for r in relay.http.to(SLACK))
+    slack = Counter(
+        json.loads(r.body)["attachments"][0]["blocks"][-1]["elements"][0]["text"] for r in relay.http.to(SLACK)
+    )
     assert len(slack) == len(alerts) and set(slack.values()) == {1}
     assert len(relay.smtp.messages) == len(alerts)
     assert relay.redis.zcard("relay:dead-letters") == 0

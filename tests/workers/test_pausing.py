@@ -7,19 +7,19 @@ import time
 
 from click.testing import CliRunner
 
-from relay import destination_state, jobs, keys
-from relay.cli import main
-from relay.jobs import RETRY as RETRY_JOB
-from relay.samples import sample_session, to_body
+from relay.cli.main import main
+from relay.domain.samples import sample_session, to_body
+from relay.store import destination_state, jobs, keys
+from relay.store.jobs import RETRY as RETRY_JOB
 from tests.conftest import FANOUT_YAML, signed_post
 from tests.peers import Reply
-from workers import runtime
 
 CRM = "/crm?token=crm-token"
 SLACK = "/slack/T000/B000/XXXX"
-PAUSING = FANOUT_YAML.replace(
-    "    timeout: 2s\n", "    timeout: 2s\n    pause: {after_failures: 2, probe_every: 1s}\n"
-) + "operations: {announce_to: ops-slack}\n"
+PAUSING = (
+    FANOUT_YAML.replace("    timeout: 2s\n", "    timeout: 2s\n    pause: {after_failures: 2, probe_every: 1s}\n")
+    + "operations: {announce_to: ops-slack}\n"
+)
 
 
 def announcements(relay):
@@ -41,8 +41,10 @@ def test_a_failing_destination_is_paused_its_deliveries_wait_and_a_probe_resumes
     state = destination_state.get(relay.redis, "crm")
     assert state.paused == "2 consecutive failed attempts, the last HTTP 503 'down'" and state.paused_by == "auto"
     assert announcements(relay) == [
-        ":rotating_light: Destination crm is paused: 2 consecutive failed attempts, the last HTTP 503 'down'. "
-        "Its deliveries wait until it is resumed."
+        (
+            ":rotating_light: Destination crm is paused: 2 consecutive failed attempts, the last HTTP 503 'down'. "
+            "Its deliveries wait until it is resumed."
+        )
     ]
 
     # While paused: new events and due retries wait; nothing is sent, nothing is dead-lettered.
@@ -85,9 +87,13 @@ def test_a_410_pauses_the_destination_at_once_and_keeps_the_delivery(relay_facto
 
 def test_operators_pause_and_resume_by_hand(relay_factory, monkeypatch):
     relay = relay_factory(PAUSING)
-    settings = runtime.current().settings
-    for name, value in {"REDIS_URL": settings.redis_url.reveal(), "RELAY_CONFIG": settings.config_path,
-                        "SMTP_URL": settings.smtp_url.reveal(), "EMAIL_FROM": settings.email_from}.items():
+    settings = relay.rt.settings
+    for name, value in {
+        "REDIS_URL": settings.redis_url.reveal(),
+        "RELAY_CONFIG": settings.config_path,
+        "SMTP_URL": settings.smtp_url.reveal(),
+        "EMAIL_FROM": settings.email_from,
+    }.items():
         monkeypatch.setenv(name, value)
 
     def run(*args):
@@ -102,7 +108,8 @@ def test_operators_pause_and_resume_by_hand(relay_factory, monkeypatch):
     listing = run().stdout.splitlines()
     assert listing[0] == "ops-slack (slack): active; 0 consecutive failure(s), 0 waiting"
     assert listing[2].startswith("crm (http): PAUSED by operator since ") and listing[2].endswith(
-        ": receiver maintenance; 0 consecutive failure(s), 1 waiting")
+        ": receiver maintenance; 0 consecutive failure(s), 1 waiting"
+    )
     assert run("resume", "crm").stdout == "resumed crm; released 1 waiting deliveries\n"
     assert run("resume", "crm").exit_code == 1
     assert "no destination named 'nope'" in run("pause", "nope").output
@@ -142,7 +149,7 @@ def test_a_success_in_flight_does_not_lift_an_operators_pause(relay_factory):
     pause.start()  # the operator pauses while the send is in flight
     relay.drain()
     pause.join()
-    assert runtime.current().wait_idle(5)
+    assert relay.rt.wait_idle(5)
     assert len(relay.http.to(CRM)) == 1
     state = destination_state.get(relay.redis, "crm")
     assert (state.paused, state.paused_by) == ("maintenance", "operator")
@@ -151,18 +158,38 @@ def test_a_success_in_flight_does_not_lift_an_operators_pause(relay_factory):
 def test_deliveries_waiting_for_a_removed_destination_are_listed_and_can_be_released(relay_factory, monkeypatch):
     relay = relay_factory(PAUSING)
     destination_state.pause(relay.redis, "old-crm", "maintenance", "operator", None)
-    relay.redis.rpush(keys.parked_key("old-crm"), destination_state.Parked("wms:s:0", 1, 0, json.dumps(
-        {"v": 1, "id": "wms:s:0", "source": "wms", "received_at": 0,
-         "body": to_body({"timestamp": 1, "sessionId": "s", "sequence": 0, "severity": "INFO", "event": "X"}).decode()}
-    )).to_json())
-    settings = runtime.current().settings
-    for name, value in {"REDIS_URL": settings.redis_url.reveal(), "RELAY_CONFIG": settings.config_path,
-                        "SMTP_URL": settings.smtp_url.reveal(), "EMAIL_FROM": settings.email_from}.items():
+    relay.redis.rpush(
+        keys.parked_key("old-crm"),
+        destination_state.Parked(
+            "wms:s:0",
+            1,
+            0,
+            json.dumps(
+                {
+                    "v": 1,
+                    "id": "wms:s:0",
+                    "source": "wms",
+                    "received_at": 0,
+                    "body": to_body(
+                        {"timestamp": 1, "sessionId": "s", "sequence": 0, "severity": "INFO", "event": "X"}
+                    ).decode(),
+                }
+            ),
+        ).to_json(),
+    )
+    settings = relay.rt.settings
+    for name, value in {
+        "REDIS_URL": settings.redis_url.reveal(),
+        "RELAY_CONFIG": settings.config_path,
+        "SMTP_URL": settings.smtp_url.reveal(),
+        "EMAIL_FROM": settings.email_from,
+    }.items():
         monkeypatch.setenv(name, value)
     listing = CliRunner().invoke(main, ["destinations"]).stdout.splitlines()
     assert listing[-1].startswith("old-crm (no longer configured): PAUSED by operator since ")
     assert CliRunner().invoke(main, ["destinations", "resume", "old-crm"]).stdout == (
-        "resumed old-crm; released 1 waiting deliveries\n")
+        "resumed old-crm; released 1 waiting deliveries\n"
+    )
     relay.drain()
     # Released, it cannot be sent anywhere: it becomes a dead letter, to replay if the destination returns.
     assert relay.redis.zrange(keys.DEAD_LETTERS, 0, -1) == [b"old-crm:wms:s:0"]

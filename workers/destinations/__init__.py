@@ -23,7 +23,9 @@ REGISTRY: dict[str, Callable[..., Adapter]] = {
 
 
 def build_adapter(
-    name: str, config: SlackDestination | EmailDestination | HttpDestination, settings: Settings,
+    name: str,
+    config: SlackDestination | EmailDestination | HttpDestination,
+    settings: Settings,
     session: requests.Session,
 ) -> Adapter:
     """The adapter for one configured destination."""

@@ -2,35 +2,18 @@
 
 import email.utils
 import time
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
 
 from config.secret import REDACTED
-from relay.event import Event
+from relay.domain.event import Event
+from relay.domain.outcome import Outcome
 
-# ok: delivered. transient: worth retrying. permanent: retrying cannot help. gone: the receiver
-# says it no longer exists (HTTP 410): permanent for this event, and a reason to stop sending.
-Kind = Literal["ok", "transient", "permanent", "gone"]
 MAX_RETRY_AFTER = 86400.0  # a sanity bound; each destination's retry policy caps it further
 MAX_DETAIL = 500
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The result of one delivery attempt."""
-
-    kind: Kind
-    status: str  # "HTTP 503", "SMTP 550", "timeout", ...
-    detail: str = ""  # a short, secret-free explanation
-    retry_after: float | None = None  # seconds the receiver asked us to wait
-
-    @property
-    def ok(self) -> bool:
-        """Whether the attempt delivered."""
-        return self.kind == "ok"
 
 
 class Adapter(Protocol):
@@ -38,6 +21,11 @@ class Adapter(Protocol):
 
     def deliver(self, event: Event, body: bytes) -> Outcome:
         """Send `event` (whose raw body is `body`) once."""
+        ...
+
+    def notify(self, text: str) -> Outcome:
+        """Send a plain notice from the relay itself (a destination paused or resumed), once."""
+        ...
 
 
 def classify_http(status: int, retry_after_header: str | None, detail: str) -> Outcome:
@@ -86,15 +74,28 @@ def scrub(text: str, *secrets: str) -> str:
     return text[:MAX_DETAIL]
 
 
-def post(session: requests.Session, url: str, secrets: list[str], timeout: float, **kwargs) -> requests.Response | Outcome:
-    """POST without following redirects; a timeout or connection failure becomes a transient Outcome."""
+# How a response is judged: (status, Retry-After header, the start of the body, scrubbed) -> Outcome.
+Judge = Callable[[int, str | None, str], Outcome]
+
+
+def judge_http(status: int, retry_after_header: str | None, text: str) -> Outcome:
+    """The default judge: status classes (classify_http), with the start of the body as detail."""
+    return classify_http(status, retry_after_header, text[:200])
+
+
+def post(
+    session: requests.Session, url: str, secrets: list[str], timeout: float, judge: Judge = judge_http, **kwargs: Any
+) -> Outcome:
+    """POST without following redirects and judge the answer; a timeout or connection failure is
+    transient. `secrets` are scrubbed from every text that reaches the Outcome."""
     try:
         # stream=True: the body is read by response_text, a few KiB at most, whatever is sent.
-        return session.post(url, timeout=timeout, allow_redirects=False, stream=True, **kwargs)
+        response = session.post(url, timeout=timeout, allow_redirects=False, stream=True, **kwargs)
     except requests.Timeout as exc:
         return Outcome("transient", "timeout", scrub(f"{exc.__class__.__name__}: {exc}", *secrets))
     except requests.RequestException as exc:
         return Outcome("transient", "connection error", scrub(f"{exc.__class__.__name__}: {exc}", *secrets))
+    return judge(response.status_code, response.headers.get("Retry-After"), scrub(response_text(response), *secrets))
 
 
 def response_text(response: requests.Response, limit: int = 4096) -> str:

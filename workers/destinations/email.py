@@ -9,9 +9,10 @@ from email.utils import formatdate
 
 from config.destinations import EmailDestination
 from config.smtp import SmtpServer
-from relay.event import Event
-from workers.destinations.base import Outcome, scrub
-from workers.summary import summarize
+from relay.domain.event import Event
+from relay.domain.outcome import Kind, Outcome
+from workers.destinations.base import scrub
+from workers.destinations.summary import summarize
 
 
 def _message_id(token: str, domain: str) -> str:
@@ -41,7 +42,7 @@ def email_message(event: Event, sender: str, to: list[str], cc: list[str], desti
     rows = s.facts + s.payload
     width = max(len(label) for label, _ in rows)
     text = [f"{s.title}: {s.description}", ""] + [f"{label.ljust(width)}  {value}" for label, value in rows]
-    message.set_content("\n".join(text + ["", f"event id: {event.id}"]) + "\n")
+    message.set_content("\n".join([*text, "", f"event id: {event.id}"]) + "\n")
     cells = "".join(
         f"<tr><th align=left>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>" for label, value in rows
     )
@@ -65,7 +66,7 @@ class EmailAdapter:
     def notify(self, text: str) -> Outcome:
         """Mail a notice from the relay itself (a destination paused or resumed)."""
         message = EmailMessage()
-        message["Subject"] = f"[WMS relay] {text.split('.')[0]}"
+        message["Subject"] = f"[WMS relay] {text.split('.', maxsplit=1)[0]}"
         message["From"], message["To"] = self._sender, ", ".join(self._config.to)
         message.set_content(text + "\n")
         return self._send(message)
@@ -81,11 +82,13 @@ class EmailAdapter:
                 refused = smtp.send_message(message)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
-            kind = "transient" if any(400 <= c < 500 for c in codes) else "permanent"
+            kind: Kind = "transient" if any(400 <= c < 500 for c in codes) else "permanent"
             return Outcome(kind, f"SMTP {codes[0]}", scrub(f"all recipients refused: {exc.recipients}", password))
         except smtplib.SMTPResponseException as exc:
             kind = "permanent" if exc.smtp_code >= 500 else "transient"
-            reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            reply = (
+                exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            )
             return Outcome(kind, f"SMTP {exc.smtp_code}", scrub(reply, password))
         except smtplib.SMTPNotSupportedError as exc:
             return Outcome("permanent", "SMTP not supported", scrub(str(exc), password))
@@ -98,6 +101,7 @@ class EmailAdapter:
 
     def _connect(self) -> smtplib.SMTP:
         server, timeout = self._server, self._config.timeout
+        smtp: smtplib.SMTP
         if server.implicit_tls:
             smtp = smtplib.SMTP_SSL(server.host, server.port, timeout=timeout, context=ssl.create_default_context())
         else:

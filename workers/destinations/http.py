@@ -13,9 +13,10 @@ import time
 import requests
 
 from config.destinations import HttpDestination, signing_key
-from relay import signature
-from relay.event import Event
-from workers.destinations.base import Outcome, classify_http, post, response_text, scrub
+from relay.domain import signature
+from relay.domain.event import Event
+from relay.domain.outcome import Outcome
+from workers.destinations.base import post
 
 USER_AGENT = "wms-webhook-relay/0.1"
 
@@ -30,16 +31,18 @@ def callback_headers(config: HttpDestination, event: Event, body: bytes, timesta
     """Every header of the callback request; ours win over configured extras of the same name."""
     headers = {name: value.reveal() for name, value in config.headers.items()}
     secret = config.signing_secret
-    headers.update({
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        "webhook-id": event.id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": standard_webhooks_signature(signing_key(secret), event.id, timestamp, body),
-        signature.HEADER: signature.compute(secret.reveal(), body),
-        # The same event id on every retry, so a receiver can drop repeats.
-        "Idempotency-Key": event.id,
-    })
+    headers.update(
+        {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "webhook-id": event.id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": standard_webhooks_signature(signing_key(secret), event.id, timestamp, body),
+            signature.HEADER: signature.compute(secret.reveal(), body),
+            # The same event id on every retry, so a receiver can drop repeats.
+            "Idempotency-Key": event.id,
+        }
+    )
     return headers
 
 
@@ -55,8 +58,8 @@ class HttpAdapter:
         url = self._config.url.reveal()
         secrets = [url, self._config.signing_secret.reveal(), *(v.reveal() for v in self._config.headers.values())]
         headers = callback_headers(self._config, event, body, int(time.time()))
-        response = post(self._session, url, secrets, self._config.timeout, data=body, headers=headers)
-        if isinstance(response, Outcome):
-            return response
-        return classify_http(response.status_code, response.headers.get("Retry-After"),
-                             scrub(response_text(response), *secrets)[:200])
+        return post(self._session, url, secrets, self._config.timeout, data=body, headers=headers)
+
+    def notify(self, text: str) -> Outcome:
+        """Callbacks carry events only: operations announcements go to Slack or email."""
+        return Outcome("permanent", "not supported", "an HTTP callback cannot take announcements")

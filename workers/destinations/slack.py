@@ -7,9 +7,10 @@ from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from config.destinations import SlackDestination
-from relay.event import Event
-from workers.destinations.base import Outcome, classify_http, post, response_text, scrub
-from workers.summary import SEVERITY_COLOUR, SEVERITY_EMOJI, summarize
+from relay.domain.event import Event
+from relay.domain.outcome import Outcome
+from workers.destinations.base import judge_http, post, scrub
+from workers.destinations.summary import SEVERITY_COLOUR, SEVERITY_EMOJI, summarize
 
 # Block Kit limits (api.slack.com/reference/block-kit): longer values are cut, not rejected.
 HEADER_MAX = 150
@@ -19,10 +20,13 @@ FIELDS_PER_SECTION = 10
 MAX_PAYLOAD_SECTIONS = 2
 PAYLOAD_VALUE_MAX = 300  # a chat alert is for reading at a glance; the callback carries everything
 
+
 def compile_template(source: str) -> Template:
     """A sandboxed template whose every printed value is mrkdwn-escaped, so event data cannot
     inject links or mentions such as <!channel>."""
-    env = SandboxedEnvironment(autoescape=False, finalize=lambda value: _escape(str(value)) if value is not None else "")
+    env = SandboxedEnvironment(
+        autoescape=False, finalize=lambda value: _escape(str(value)) if value is not None else ""
+    )
     return env.from_string(source)
 
 
@@ -47,15 +51,25 @@ def slack_message(event: Event, template: Template | None = None) -> dict[str, A
     hidden = len(s.payload) - FIELDS_PER_SECTION * MAX_PAYLOAD_SECTIONS
     context = f"event `{_escape(event.id)}`" + (f" - {hidden} more payload field(s) not shown" if hidden > 0 else "")
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(context, FIELD_TEXT_MAX)}]})
-    return {"text": _cut(fallback, SECTION_TEXT_MAX), "attachments": [{"color": SEVERITY_COLOUR[s.severity], "blocks": blocks}]}
+    return {
+        "text": _cut(fallback, SECTION_TEXT_MAX),
+        "attachments": [{"color": SEVERITY_COLOUR[s.severity], "blocks": blocks}],
+    }
 
 
 def _render(template: Template, event: Event) -> str:
     s = summarize(event)
     return template.render(
-        event=event, code=event.code, severity=event.severity, session_id=event.session_id,
-        measurement_id=event.measurement_id, sequence=event.sequence, payload=event.payload,
-        source=event.source, time_utc=dict(s.facts)["Time (UTC)"], emoji=SEVERITY_EMOJI[event.severity],
+        event=event,
+        code=event.code,
+        severity=event.severity,
+        session_id=event.session_id,
+        measurement_id=event.measurement_id,
+        sequence=event.sequence,
+        payload=event.payload,
+        source=event.source,
+        time_utc=dict(s.facts)["Time (UTC)"],
+        emoji=SEVERITY_EMOJI[event.severity],
         description=s.description,
     )
 
@@ -84,10 +98,14 @@ class SlackAdapter:
     def notify(self, text: str) -> Outcome:
         """Post a plain message from the relay itself (a destination paused or resumed)."""
         url = self._config.webhook_url.reveal()
-        response = post(self._session, url, [url], self._config.timeout, json={"text": f":rotating_light: {_escape(text)}"})
-        if isinstance(response, Outcome):
-            return response
-        return classify_http(response.status_code, None, scrub(response_text(response), url)[:200])
+        return post(
+            self._session,
+            url,
+            [url],
+            self._config.timeout,
+            judge=_judge_slack,
+            json={"text": f":rotating_light: {_escape(text)}"},
+        )
 
     def deliver(self, event: Event, body: bytes) -> Outcome:
         """Post the Block Kit message for `event`."""
@@ -96,10 +114,11 @@ class SlackAdapter:
             message = slack_message(event, self._template)
         except Exception as exc:  # noqa: BLE001 - a template error is the config's, not the event's
             return Outcome("permanent", "template error", scrub(f"{exc.__class__.__name__}: {exc}", url))
-        response = post(self._session, url, [url], self._config.timeout, json=message)
-        if isinstance(response, Outcome):
-            return response
-        answer = scrub(response_text(response), url)
-        if response.status_code == 200 and answer != "ok":
-            return Outcome("permanent", "HTTP 200", f"Slack did not answer 'ok': {answer[:200]!r}")
-        return classify_http(response.status_code, response.headers.get("Retry-After"), answer[:200])
+        return post(self._session, url, [url], self._config.timeout, judge=_judge_slack, json=message)
+
+
+def _judge_slack(status: int, retry_after_header: str | None, text: str) -> Outcome:
+    # Slack answers 200 with an error text for some failures: only 'ok' is a success.
+    if status == 200 and text != "ok":
+        return Outcome("permanent", "HTTP 200", f"Slack did not answer 'ok': {text[:200]!r}")
+    return judge_http(status, retry_after_header, text)

@@ -4,18 +4,32 @@ import email.utils
 
 import pytest
 
-from workers.destinations.base import MAX_RETRY_AFTER, Outcome, classify_http, retry_after_seconds, scrub
+from relay.domain.outcome import Outcome
+from workers.destinations.base import MAX_RETRY_AFTER, classify_http, retry_after_seconds, scrub
 
 
 @pytest.mark.parametrize(
     ("status", "kind"),
     [
-        (200, "ok"), (201, "ok"), (202, "ok"), (204, "ok"),
-        (301, "permanent"), (302, "permanent"), (307, "permanent"),
-        (400, "permanent"), (401, "permanent"), (403, "permanent"), (404, "permanent"), (422, "permanent"),
-        (408, "transient"), (429, "transient"),
+        (200, "ok"),
+        (201, "ok"),
+        (202, "ok"),
+        (204, "ok"),
+        (301, "permanent"),
+        (302, "permanent"),
+        (307, "permanent"),
+        (400, "permanent"),
+        (401, "permanent"),
+        (403, "permanent"),
+        (404, "permanent"),
+        (422, "permanent"),
+        (408, "transient"),
+        (429, "transient"),
         (410, "gone"),
-        (500, "transient"), (502, "transient"), (503, "transient"), (504, "transient"),
+        (500, "transient"),
+        (502, "transient"),
+        (503, "transient"),
+        (504, "transient"),
     ],
 )
 def test_http_status_classes(status, kind):
@@ -32,8 +46,16 @@ def test_retry_after_is_kept_on_transient_answers():
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [(None, None), ("", None), ("0", 0.0), ("30", 30.0), (" 12 ", 12.0), ("soon", None), ("-5", None),
-     ("99999", MAX_RETRY_AFTER)],
+    [
+        (None, None),
+        ("", None),
+        ("0", 0.0),
+        ("30", 30.0),
+        (" 12 ", 12.0),
+        ("soon", None),
+        ("-5", None),
+        ("99999", MAX_RETRY_AFTER),
+    ],
 )
 def test_retry_after_seconds(header, seconds):
     assert retry_after_seconds(header) == seconds

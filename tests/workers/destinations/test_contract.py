@@ -6,9 +6,9 @@ import requests
 
 from config.destinations import EmailDestination, HttpDestination, SlackDestination
 from config.smtp import parse_smtp_url
-from relay.event import Event
+from relay.domain.event import Event
+from relay.domain.outcome import Outcome
 from tests.peers import Reply
-from workers.destinations.base import Outcome
 from workers.destinations.email import EmailAdapter
 from workers.destinations.http import HttpAdapter
 from workers.destinations.slack import SlackAdapter
@@ -18,14 +18,27 @@ EVENT = Event("wms", "sess-1", 1, 1689684577, "ERROR", "API_ERROR", {"errorCode"
 
 
 def slack(http, smtp):
-    return SlackAdapter(SlackDestination.model_validate(
-        {"type": "slack", "webhook_url": f"{http.url}/hook/{SECRET}", "timeout": "300ms"}), requests.Session())
+    return SlackAdapter(
+        SlackDestination.model_validate(
+            {"type": "slack", "webhook_url": f"{http.url}/hook/{SECRET}", "timeout": "300ms"}
+        ),
+        requests.Session(),
+    )
 
 
 def http_callback(http, smtp):
-    return HttpAdapter(HttpDestination.model_validate(
-        {"type": "http", "url": f"{http.url}/hook/{SECRET}?t={SECRET}", "signing_secret": SECRET,
-         "headers": {"Authorization": f"Bearer {SECRET}"}, "timeout": "300ms"}), requests.Session())
+    return HttpAdapter(
+        HttpDestination.model_validate(
+            {
+                "type": "http",
+                "url": f"{http.url}/hook/{SECRET}?t={SECRET}",
+                "signing_secret": SECRET,
+                "headers": {"Authorization": f"Bearer {SECRET}"},
+                "timeout": "300ms",
+            }
+        ),
+        requests.Session(),
+    )
 
 
 def email(http, smtp):

@@ -6,7 +6,7 @@ import pytest
 
 from config.destinations import EmailDestination
 from config.smtp import parse_smtp_url
-from relay.event import Event
+from relay.domain.event import Event
 from tests.peers import SmtpPeer
 from workers.destinations.email import EmailAdapter, email_message
 
@@ -25,7 +25,8 @@ def test_the_mail_says_what_happened_in_text_and_html():
     assert mail["Date"] == "Tue, 18 Jul 2023 12:49:37 +0000"  # the event's time
     text = mail.get_body(("plain",)).get_content()
     assert text.splitlines()[:3] == [
-        "CONSTRAINT_VIOLATION: A constraint has been violated (resulting in measurement cancel)", "",
+        "CONSTRAINT_VIOLATION: A constraint has been violated (resulting in measurement cancel)",
+        "",
         "Severity     ERROR",
     ]
     assert "Constraint   FACE_<NOT>_CENTERED" in text and "event id: wms:sess-1:6" in text
@@ -43,7 +44,9 @@ def test_mails_of_one_session_thread_together_and_others_do_not():
     # The same event always gets the same Message-ID, so a resend is recognisably the same mail.
     assert email_message(event(sequence=6), SENDER, ["o@example.com"], [])["Message-ID"] == first["Message-ID"]
     # ...but another destination's copy of it is another mail.
-    assert email_message(event(sequence=6), SENDER, ["o@example.com"], [], "qa-email")["Message-ID"] != first["Message-ID"]
+    assert (
+        email_message(event(sequence=6), SENDER, ["o@example.com"], [], "qa-email")["Message-ID"] != first["Message-ID"]
+    )
 
 
 def adapter(url: str, **extra) -> EmailAdapter:
@@ -55,7 +58,11 @@ def test_a_mail_reaches_the_smtp_server(smtp_peer):
     outcome = adapter(smtp_peer.url, cc=["qa@example.com"]).deliver(event(), b"{}")
     assert (outcome.kind, outcome.status) == ("ok", "SMTP 250")
     ((sender, recipients, mail),) = smtp_peer.messages
-    assert (sender, recipients, mail["Subject"]) == (SENDER, ["ops@example.com", "qa@example.com"], "[WMS ERROR] CONSTRAINT_VIOLATION - session sess-1")
+    assert (sender, recipients, mail["Subject"]) == (
+        SENDER,
+        ["ops@example.com", "qa@example.com"],
+        "[WMS ERROR] CONSTRAINT_VIOLATION - session sess-1",
+    )
 
 
 @pytest.mark.parametrize(

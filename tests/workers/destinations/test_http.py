@@ -8,9 +8,9 @@ from standardwebhooks.webhooks import Webhook
 
 from config.destinations import HttpDestination, signing_key
 from config.secret import Secret
-from relay import signature
-from relay.event import parse_event
-from relay.samples import sample_event, to_body
+from relay.domain import signature
+from relay.domain.event import parse_event
+from relay.domain.samples import sample_event, to_body
 from tests.peers import Reply
 from workers.destinations.http import HttpAdapter, callback_headers, standard_webhooks_signature
 
@@ -42,11 +42,14 @@ def event_and_body(**payload):
 @pytest.mark.parametrize("secret", [SPEC_SECRET, "a-raw-secret"])
 def test_the_callback_carries_the_body_unchanged_and_verifiable_signatures(http_peer, secret):
     # Spacing and escapes that a re-serialisation would change, and non-ASCII content.
-    body = ('{ "timestamp":%d,"sessionId":"sess-1","sequence":2,"severity":"INFO","event":"MEASUREMENT_CREATED",'
-            '"note":"\\u00e9 Łódź" }' % int(time.time())).encode()
+    body = (
+        '{ "timestamp":%d,"sessionId":"sess-1","sequence":2,"severity":"INFO","event":"MEASUREMENT_CREATED",'
+        '"note":"\\u00e9 Łódź" }' % int(time.time())
+    ).encode()
     event = parse_event("wms", body)
-    outcome = HttpAdapter(destination(http_peer.url + "/in", secret, headers={"X-Tenant": "acme"}),
-                          requests.Session()).deliver(event, body)
+    outcome = HttpAdapter(
+        destination(http_peer.url + "/in", secret, headers={"X-Tenant": "acme"}), requests.Session()
+    ).deliver(event, body)
     assert outcome.ok
     (request,) = http_peer.requests
     assert request.body == body
@@ -57,7 +60,9 @@ def test_the_callback_carries_the_body_unchanged_and_verifiable_signatures(http_
     assert headers["webhook-id"] == headers["idempotency-key"] == "wms:sess-1:2"
     assert abs(int(headers["webhook-timestamp"]) - time.time()) < 5
     assert (headers["content-type"], headers["x-tenant"], headers["user-agent"]) == (
-        "application/json", "acme", "wms-webhook-relay/0.1"
+        "application/json",
+        "acme",
+        "wms-webhook-relay/0.1",
     )
 
 

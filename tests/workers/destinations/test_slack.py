@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from config.destinations import SlackDestination
-from relay.event import Event
+from relay.domain.event import Event
 from tests.peers import Reply
 from workers.destinations.slack import SlackAdapter, compile_template, slack_message
 
@@ -25,10 +25,17 @@ def test_the_message_reads_at_a_glance():
     assert attachment["color"] == "#d0312d"
     header, headline, facts, payload, context = attachment["blocks"]
     assert header == {"type": "header", "text": {"type": "plain_text", "text": "CONSTRAINT_VIOLATION", "emoji": True}}
-    assert headline["text"]["text"] == ":red_circle: *ERROR* A constraint has been violated (resulting in measurement cancel)"
+    assert (
+        headline["text"]["text"]
+        == ":red_circle: *ERROR* A constraint has been violated (resulting in measurement cancel)"
+    )
     assert [f["text"] for f in facts["fields"]] == [
-        "*Severity*\nERROR", "*Session*\nsess-1", "*Measurement*\nf0c8ca8d", "*Sequence*\n6",
-        "*Time (UTC)*\n2023-07-18 12:49:37", "*Source*\nwms",
+        "*Severity*\nERROR",
+        "*Session*\nsess-1",
+        "*Measurement*\nf0c8ca8d",
+        "*Sequence*\n6",
+        "*Time (UTC)*\n2023-07-18 12:49:37",
+        "*Source*\nwms",
     ]
     assert [f["text"] for f in payload["fields"]] == ["*Constraint*\nFACE_NOT_CENTERED"]
     assert context["elements"][0]["text"] == "event `wms:sess-1:6`"
@@ -36,7 +43,11 @@ def test_the_message_reads_at_a_glance():
 
 @pytest.mark.parametrize(
     ("severity", "emoji", "colour"),
-    [("INFO", ":large_blue_circle:", "#2e7bcf"), ("WARN", ":large_orange_circle:", "#e8a317"), ("ERROR", ":red_circle:", "#d0312d")],
+    [
+        ("INFO", ":large_blue_circle:", "#2e7bcf"),
+        ("WARN", ":large_orange_circle:", "#e8a317"),
+        ("ERROR", ":red_circle:", "#d0312d"),
+    ],
 )
 def test_severity_sets_emoji_and_colour(severity, emoji, colour):
     message = slack_message(event(severity=severity))
@@ -81,7 +92,9 @@ def destination(url: str, **extra) -> SlackDestination:
 
 
 def test_a_sandboxed_template_cannot_reach_python_internals(http_peer):
-    adapter = SlackAdapter(destination(http_peer.url + PATH, template="{{ event.__class__.__mro__ }}"), requests.Session())
+    adapter = SlackAdapter(
+        destination(http_peer.url + PATH, template="{{ event.__class__.__mro__ }}"), requests.Session()
+    )
     outcome = adapter.deliver(event(), b"{}")
     assert (outcome.kind, outcome.status) == ("permanent", "template error")
     assert "SecurityError" in outcome.detail and http_peer.requests == []
@@ -111,7 +124,9 @@ def test_slacks_answers_are_classified(http_peer, reply, kind, status, detail, r
 
 def test_a_timeout_is_transient_and_names_no_secret(http_peer):
     http_peer.script(PATH, Reply(delay=1.0))
-    outcome = SlackAdapter(destination(http_peer.url + PATH, timeout="200ms"), requests.Session()).deliver(event(), b"{}")
+    outcome = SlackAdapter(destination(http_peer.url + PATH, timeout="200ms"), requests.Session()).deliver(
+        event(), b"{}"
+    )
     assert (outcome.kind, outcome.status) == ("transient", "timeout")
     assert "XXXX" not in outcome.detail and "T000" not in outcome.detail
 

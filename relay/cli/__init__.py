@@ -1,0 +1,1 @@
+"""The `relay` command line: check-config, sign, send-sample, dead-letters, destinations."""

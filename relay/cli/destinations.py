@@ -1,0 +1,76 @@
+"""`relay destinations [list|pause|resume]`: each destination's health, and pausing by hand."""
+
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import click
+from redis import Redis
+
+from config.model import RelayConfig
+from config.settings import Settings
+from relay.store import destination_state, keys
+from relay.store.connection import connect
+
+
+def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]) -> None:
+    """Add the destinations commands to the `relay` command; `load` reads settings and config."""
+
+    @main.group("destinations", invoke_without_command=True)
+    @click.pass_context
+    def group(ctx: click.Context) -> None:
+        """Show each destination's state; pause or resume one by hand."""
+        if ctx.invoked_subcommand is None:
+            ctx.invoke(list_)
+
+    def redis_and_config() -> tuple[Redis, RelayConfig]:
+        settings, config = load()
+        return connect(settings.require_redis_url()), config
+
+    @group.command("list")
+    def list_() -> None:
+        """One line per configured destination: active or paused (why, since when), failures, waiting."""
+        redis, config = redis_and_config()
+        # Deliveries may still wait for a destination that was since removed from the config.
+        names = list(config.destinations) + [
+            n for n in destination_state.names_with_parked(redis) if n not in config.destinations
+        ]
+        for name in names:
+            destination = config.destinations.get(name)
+            kind = destination.type if destination else "no longer configured"
+            state = destination_state.get(redis, name)
+            if state.paused is None:
+                status = "active"
+            else:
+                since = datetime.fromtimestamp(state.paused_at or 0, UTC).isoformat(timespec="seconds")
+                status = f"PAUSED by {state.paused_by} since {since}: {state.paused}"
+            click.echo(f"{name} ({kind}): {status}; {state.failures} consecutive failure(s), {state.parked} waiting")
+
+    def known(config: RelayConfig, name: str, redis: Redis | None = None) -> None:
+        if name not in config.destinations and not (redis and redis.llen(keys.parked_key(name))):
+            defined = ", ".join(map(repr, config.destinations)) or "none"
+            raise click.BadParameter(f"no destination named {name!r} (defined: {defined})")
+
+    @group.command("pause")
+    @click.argument("name")
+    @click.option("--reason", default="paused by an operator", show_default=True)
+    def pause(name: str, reason: str) -> None:
+        """Pause NAME: its deliveries wait (they are not dropped) until it is resumed."""
+        redis, config = redis_and_config()
+        known(config, name)
+        if not destination_state.pause(redis, name, reason, "operator", None):
+            click.echo(f"{name} is already paused", err=True)
+            sys.exit(1)
+        click.echo(f"paused {name}")
+
+    @group.command("resume")
+    @click.argument("name")
+    def resume(name: str) -> None:
+        """Resume NAME and release the deliveries that waited for it."""
+        redis, config = redis_and_config()
+        known(config, name, redis)  # a removed destination's waiting deliveries can still be released
+        released = destination_state.resume(redis, name, "an operator", config.state_ttl)
+        if released is None:
+            click.echo(f"{name} is not paused", err=True)
+            sys.exit(1)
+        click.echo(f"resumed {name}; released {released} waiting deliveries")

@@ -1,0 +1,148 @@
+"""The `relay` command: check the config, sign and send sample events, dead letters, destinations."""
+
+import json
+import sys
+from typing import IO, Any
+
+import click
+import requests
+from redis.exceptions import RedisError
+
+from config.errors import ConfigError
+from config.loader import load
+from config.model import RelayConfig
+from config.rules import rule_warnings
+from config.settings import Settings
+from config.wms_events import CATALOGUE, SEVERITIES
+from relay.cli import dead_letters as dead_letters_cli
+from relay.cli import destinations as destinations_cli
+from relay.domain import samples, signature
+from relay.domain.event import Event, InvalidEvent, parse_event
+from relay.domain.routing import describe_route
+
+
+class _Relay(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RedisError as exc:
+            # redis-py's messages name host and port, never the password.
+            click.echo(f"error: redis: {exc.__class__.__name__}: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Relay)
+def main() -> None:
+    """WMS webhook relay."""
+
+
+def _load(tool: bool = False) -> tuple[Settings, RelayConfig]:
+    try:
+        return load(tool=tool)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+
+
+def _known_source(config: RelayConfig, source: str) -> str:
+    if source not in config.sources:
+        raise click.BadParameter(
+            f"no source named {source!r} (defined: {', '.join(map(repr, config.sources))})", param_hint="--source"
+        )
+    return source
+
+
+@main.command("check-config")
+@click.option("--event", "code", help="Also show where a sample event with this code would go")
+@click.option("--source", help="The sample event's source [default: the first configured]")
+@click.option("--severity", type=click.Choice(SEVERITIES), help="Override the code's documented severity")
+@click.option(
+    "--payload",
+    "payload_items",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Set a payload field (VALUE is read as JSON when it parses, e.g. snr=2.5)",
+)
+def check_config(code: str | None, source: str | None, severity: str | None, payload_items: tuple[str, ...]) -> None:
+    """Validate the environment and the config file; print every problem and exit 1 if any.
+
+    With --event, also print which rules fire for a realistic sample event and which destinations
+    would receive it. Nothing is sent.
+    """
+    settings, config = _load()
+    click.echo(
+        f"{settings.config_path}: OK ({len(config.sources)} source(s), "
+        f"{len(config.destinations)} destination(s), {len(config.rules)} rule(s))"
+    )
+    for warning in rule_warnings(config.rules):
+        click.echo(f"warning: {settings.config_path}: {warning}", err=True)
+    if code is not None:
+        event = _sample_for_routing(config, code, source, severity, payload_items)
+        click.echo("\n".join(describe_route(config.rules, event)))
+
+
+def _sample_for_routing(
+    config: RelayConfig, code: str, source: str | None, severity: str | None, payload_items: tuple[str, ...]
+) -> Event:
+    source = _known_source(config, source or next(iter(config.sources)))
+    fields = samples.sample_event(code, "sample-session", 0)
+    fields["severity"] = severity or fields["severity"]
+    for item in payload_items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"expected FIELD=VALUE, got {item!r}", param_hint="--payload")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        # Dots make nested objects, as in the rules' payload conditions ("api.status").
+        *parents, leaf = name.split(".")
+        target = fields.setdefault("payload", {})
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    try:
+        return parse_event(source, samples.to_body(fields))
+    except InvalidEvent as exc:
+        raise click.BadParameter(exc.detail) from None
+
+
+@main.command("send-sample")
+@click.option("--url", help="Webhook URL [default: http://127.0.0.1:$PORT/hooks/<source>]")
+@click.option("--source", default="wms", show_default=True, help="Source whose first MAC secret signs the event")
+@click.option("--event", "code", default="CONSTRAINT_VIOLATION", show_default=True, help="Event code to send")
+@click.option("--session", "session_id", help="Session id [default: a new one each time]")
+@click.option("--sequence", default=0, show_default=True, type=click.IntRange(min=0))
+def send_sample(url: str | None, source: str, code: str, session_id: str | None, sequence: int) -> None:
+    """POST a realistic WMS event, signed exactly as WMS signs it, and print the answer."""
+    settings, config = _load(tool=True)
+    _known_source(config, source)
+    if code not in CATALOGUE:
+        click.echo(f"note: {code!r} is not a documented WMS event code; the relay will mark it unknown", err=True)
+    url = url or f"http://127.0.0.1:{settings.port}/hooks/{source}"
+    body = samples.to_body(samples.sample_event(code, session_id or samples.new_session_id(), sequence))
+    mac = signature.compute(config.sources[source].mac_secrets[0].reveal(), body)
+    click.echo(f"POST {url}\n{body.decode()}")
+    try:
+        response = requests.post(
+            url, data=body, headers={"Content-Type": "application/json", signature.HEADER: mac}, timeout=10
+        )
+    except requests.RequestException as exc:
+        click.echo(f"error: cannot reach {url}: {exc.__class__.__name__} (is the relay running?)", err=True)
+        sys.exit(1)
+    click.echo(f"-> {response.status_code} {response.text.strip()}")
+    sys.exit(0 if response.ok else 1)
+
+
+@main.command("sign")
+@click.option("--source", default="wms", show_default=True, help="Source whose first MAC secret signs")
+@click.argument("body_file", type=click.File("rb"), default="-")
+def sign(source: str, body_file: IO[bytes]) -> None:
+    """Print the X-WMS-Content-MAC header value WMS would send for BODY_FILE (default: stdin)."""
+    _, config = _load(tool=True)
+    _known_source(config, source)
+    click.echo(signature.compute(config.sources[source].mac_secrets[0].reveal(), body_file.read()))
+
+
+dead_letters_cli.register(main, _load)
+destinations_cli.register(main, _load)

@@ -1,0 +1,159 @@
+"""Each destination's health: consecutive failures, paused or active, deliveries waiting.
+
+A paused destination is sent nothing: its deliveries are parked, with their envelopes, in
+relay:parked:<name>; they are neither dropped nor dead-lettered, however long the pause. A probe
+job sends the oldest waiting delivery every `pause.probe_every`; its first success resumes the
+destination and releases everything parked, and a failed probe leaves the delivery first in line.
+Operators pause and resume by hand (`relay destinations`); a pause by hand is never probed and
+only lifted by hand. Pausing and resuming are logged and announced once to operations.announce_to.
+"""
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+from redis import Redis
+from redis.client import Pipeline
+from redis.exceptions import WatchError
+from redis.typing import EncodableT, FieldT
+from rq.job import Job
+
+from relay.store import jobs, keys
+
+log = logging.getLogger(__name__)
+RELEASE_BATCH = 100
+
+
+@dataclass(frozen=True)
+class State:
+    """One destination's health as stored in Redis."""
+
+    name: str
+    failures: int  # consecutive transient failures
+    paused: str | None  # the reason, while paused
+    paused_at: float | None
+    paused_by: str | None  # "auto" or "operator"
+    parked: int  # deliveries waiting
+
+
+@dataclass(frozen=True)
+class Parked:
+    """A delivery waiting for a paused destination: everything needed to send it later."""
+
+    event_id: str
+    number: int
+    deferrals: int
+    envelope_json: str
+
+    def to_json(self) -> str:
+        """The entry as stored in relay:parked:<name> (relay/store/lua/claim.lua writes the same shape)."""
+        return json.dumps([self.event_id, self.number, self.deferrals, self.envelope_json])
+
+    @classmethod
+    def from_json(cls, text: bytes | str) -> "Parked":
+        """Read an entry of relay:parked:<name>."""
+        event_id, number, deferrals, envelope_json = json.loads(text)
+        return cls(event_id, int(number), int(deferrals), envelope_json)
+
+
+def probe_job(redis: Redis, name: str) -> Job:
+    """A probe of paused destination `name` (workers/pausing.py): one of a chain, named in its state."""
+    return jobs.make(redis, jobs.PROBE, [name], f"probe paused destination {name}")
+
+
+def _announcement(redis: Redis, text: str) -> Job:
+    return jobs.make(redis, jobs.ANNOUNCE, [text], "announce to operations")
+
+
+def get(redis: Redis, name: str) -> State:
+    """The stored state of destination `name` (active with no failures when nothing is stored)."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.hgetall(keys.destination_key(name))
+    pipe.llen(keys.parked_key(name))
+    fields, parked = pipe.execute()
+    text = {k.decode(): v.decode() for k, v in fields.items()}
+    paused_at = text.get("paused_at")
+    return State(
+        name,
+        int(text.get("failures", 0)),
+        text.get("paused"),
+        float(paused_at) if paused_at else None,
+        text.get("paused_by"),
+        parked,
+    )
+
+
+def names_with_parked(redis: Redis) -> list[str]:
+    """Destinations that have deliveries waiting, configured or not (a removed one may)."""
+    prefix = len(keys.parked_key(""))
+    return sorted(k.decode()[prefix:] for k in redis.scan_iter(match=keys.parked_key("*"), count=500))
+
+
+def pause(redis: Redis, name: str, reason: str, by: str, probe_every: float | None) -> bool:
+    """Pause `name` unless it is paused already; True when this call paused it.
+
+    The state, the first probe and the announcement are written in one transaction.
+    """
+    key = keys.destination_key(name)
+    with redis.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(key)
+            if pipe.hexists(key, "paused"):
+                return False
+            pipe.multi()
+            fields: dict[FieldT, EncodableT] = {"paused": reason, "paused_at": time.time(), "paused_by": by}
+            if by == "auto" and probe_every:
+                probe = probe_job(redis, name)
+                fields["probe_job"] = probe.id
+                jobs.schedule(redis, probe, probe_every, pipe)
+            pipe.hset(key, mapping=fields)
+            text = f"Destination {name} is paused: {reason}. Its deliveries wait until it is resumed."
+            jobs.enqueue(redis, _announcement(redis, text), pipe)
+            pipe.execute()
+        except WatchError:
+            return False  # paused (or changed) by someone else meanwhile
+    log.warning(text)
+    return True
+
+
+def resume(redis: Redis, name: str, by: str, state_ttl: int) -> int | None:
+    """Resume `name` and release its parked deliveries; how many were released, None if not paused.
+
+    Everything parked is released before the pause is lifted, and once more after, for deliveries
+    parked in between: an interrupted resume leaves the destination paused, to be resumed again.
+    """
+    if not redis.hexists(keys.destination_key(name), "paused"):
+        return None
+    released = _release_all(redis, name, state_ttl)
+    pipe = redis.pipeline(transaction=True)
+    pipe.hdel(keys.destination_key(name), "paused", "paused_at", "paused_by", "probe_job")
+    pipe.hset(keys.destination_key(name), "failures", 0)
+    pipe.execute()
+    released += _release_all(redis, name, state_ttl)
+    text = f"Destination {name} is resumed ({by}); {released} waiting deliveries released."
+    log.warning(text)
+    jobs.enqueue(redis, _announcement(redis, text))
+    return released
+
+
+def restore(pipe: Pipeline, name: str, parked: Parked, state_ttl: int) -> None:
+    """Queue on `pipe` what a parked delivery needs to be sent: its envelope and its state."""
+    pipe.set(keys.event_key(parked.event_id), parked.envelope_json, ex=state_ttl)
+    pipe.hset(keys.delivery_key(parked.event_id), name, f"{parked.number}.{parked.deferrals}")
+    pipe.expire(keys.delivery_key(parked.event_id), state_ttl)
+
+
+def _release_all(redis: Redis, name: str, state_ttl: int) -> int:
+    released = 0
+    while entries := redis.lrange(keys.parked_key(name), 0, RELEASE_BATCH - 1):
+        pipe = jobs.transaction(redis)
+        for entry in entries:
+            parked = Parked.from_json(entry)
+            restore(pipe, name, parked, state_ttl)
+            job = jobs.retry_job(redis, parked.event_id, name, parked.number, parked.deferrals, "released")
+            jobs.enqueue(redis, job, pipe)
+        pipe.ltrim(keys.parked_key(name), len(entries), -1)
+        pipe.execute()
+        released += len(entries)
+    return released

@@ -1,0 +1,70 @@
+"""The Redis layout: every key the relay writes is named here (RQ keeps its own `rq:` keys).
+
+- relay:inbox                   stream  accepted events not yet fanned out, one entry each: fields
+                                        v, id, source, received_at, body (relay/store/inbox.py); read
+                                        through the consumer group `fanout`, deleted once their
+                                        deliveries are claimed
+- relay:dedup:<event id>        string  "1": the event id was seen; expires after the dedup window
+- relay:event:<event id>        string  the envelope (raw body included), for retries; deleted once
+                                        every destination has it, else expires when no retry can
+                                        need it any more
+- relay:delivery:<event id>     hash    destination -> its delivery's state: the attempt number in
+                                        flight or scheduled ("1.0", "2.0", ...), "ok" or "dead"
+- relay:leases                  zset    deliveries being sent right now, scored by when they are
+                                        presumed lost (their worker died); the sweeper retries those
+- relay:attempt-log             stream  every attempt of every event, newest last (capped): fields
+                                        event, destination, attempt, outcome, status, ms, detail,
+                                        retry_in; the entry id is when it was recorded
+- relay:attempts:<event id>     list    JSON record of every attempt of the event's deliveries that
+                                        did not succeed at the first try (what an operator
+                                        investigates); most events have none
+- relay:dead-letter:<destination>:<event id>  string  JSON: the envelope, why it failed, how often
+- relay:dead-letters            zset    "<destination>:<event id>" scored by the time it died
+- relay:sweeper                 string  present while a lease sweep is scheduled
+- relay:destination:<name>      hash    failures (consecutive), and while paused: paused (reason),
+                                        paused_at, paused_by ("auto" or "operator")
+- relay:parked:<name>           list    JSON [event id, attempt, deferrals, envelope] of deliveries waiting
+                                        for a paused destination, oldest first
+"""
+
+INBOX = "relay:inbox"
+INBOX_GROUP = "fanout"
+ATTEMPT_LOG = "relay:attempt-log"
+DEAD_LETTERS = "relay:dead-letters"
+LEASES = "relay:leases"
+SWEEPER = "relay:sweeper"
+
+
+def dedup_key(event_id: str) -> str:
+    """Marks an event id as seen."""
+    return f"relay:dedup:{event_id}"
+
+
+def event_key(event_id: str) -> str:
+    """The envelope of an event that is being delivered."""
+    return f"relay:event:{event_id}"
+
+
+def delivery_key(event_id: str) -> str:
+    """Each destination's delivery state for one event: what makes a delivery run at most once."""
+    return f"relay:delivery:{event_id}"
+
+
+def attempts_key(event_id: str) -> str:
+    """The attempts of one event's deliveries that did not succeed at the first try."""
+    return f"relay:attempts:{event_id}"
+
+
+def dead_letter_key(destination: str, event_id: str) -> str:
+    """One delivery that will not be retried any more."""
+    return f"relay:dead-letter:{destination}:{event_id}"
+
+
+def destination_key(name: str) -> str:
+    """A destination's health: consecutive failures, and whether (and why) it is paused."""
+    return f"relay:destination:{name}"
+
+
+def parked_key(name: str) -> str:
+    """Deliveries waiting for a paused destination."""
+    return f"relay:parked:{name}"

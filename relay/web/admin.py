@@ -1,0 +1,138 @@
+"""The admin API, under /admin: dead letters (list, show, replay, purge) for operators' tools.
+
+Off unless RELAY_ADMIN_TOKEN is set; every request must then carry `Authorization: Bearer <token>`,
+compared in constant time. With no token configured, /admin answers 404 as if it did not exist.
+"""
+
+import hmac
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from redis import Redis
+
+from relay.store import dead_letters
+from relay.web.errors import ApiError
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+log = logging.getLogger(__name__)
+
+
+@bp.before_request
+def _authorize() -> None:
+    token = current_app.config["RELAY_SETTINGS"].admin_token
+    if token is None:
+        raise ApiError(404, "not_found", "no such endpoint; webhooks are received at POST /hooks/<source>")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.reveal().encode()):
+        log.warning(
+            "admin: refused %s %s from %s: missing or invalid bearer token",
+            request.method,
+            request.path,
+            request.remote_addr,
+        )
+        raise ApiError(401, "unauthorized", "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+
+
+FILTER_KEYS = ("destination", "source", "session", "since", "until")
+
+
+def _filter(values: Mapping[str, Any], allowed: tuple[str, ...] = FILTER_KEYS) -> dead_letters.Filter:
+    # A misspelt key must not widen a purge or a replay to everything: refuse what is not known.
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ApiError(400, "invalid_filter", f"unknown key {unknown[0]!r} (allowed: {', '.join(map(repr, allowed))})")
+    for key in FILTER_KEYS:
+        if key in values and not isinstance(values[key], str):
+            raise ApiError(400, "invalid_filter", f"{key}: must be a string")
+    times: dict[str, float | None] = {}
+    for key in ("since", "until"):
+        try:
+            times[key] = dead_letters.parse_time(values[key]) if values.get(key) else None
+        except ValueError as exc:
+            raise ApiError(400, "invalid_filter", f"{key}: {exc}") from None
+    return dead_letters.Filter(
+        values.get("destination"), values.get("source"), values.get("session"), times["since"], times["until"]
+    )
+
+
+def _redis() -> Redis:
+    return current_app.extensions["relay.redis"]
+
+
+@bp.get("/dead-letters")
+def list_dead_letters() -> Response:
+    """Dead letters matching ?destination, source, session, since, until (oldest first)."""
+    letters = dead_letters.find(_redis(), _filter(request.args))
+    return jsonify(count=len(letters), dead_letters=[letter.summary() for letter in letters])
+
+
+@bp.get("/dead-letters/<destination>/<path:event_id>")
+def show_dead_letter(destination: str, event_id: str) -> Response:
+    """One dead letter with its event's raw body."""
+    letter = dead_letters.get(_redis(), destination, event_id)
+    if letter is None:
+        raise ApiError(404, "not_found", f"no dead letter for {event_id!r} to {destination!r}")
+    return jsonify(
+        **letter.summary(), body=letter.envelope["body"], attempt_records=dead_letters.attempts(_redis(), letter)
+    )
+
+
+@bp.post("/dead-letters/replay")
+def replay_dead_letters() -> Response:
+    """Replay the dead letters matching the JSON body's filters; dry_run, force and rate as in the CLI."""
+    body = _json_body()
+    which = _filter(body, (*FILTER_KEYS, "dry_run", "force", "rate", "all"))
+    rate = body.get("rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0):
+        raise ApiError(400, "invalid_request", f"rate: must be a positive number of replays per second, got {rate!r}")
+    if body.get("dry_run") is not True:  # a dry run changes nothing: it may count everything
+        _require_scope(which, body)
+    redis = _redis()
+    result = dead_letters.replay(
+        redis,
+        dead_letters.find(redis, which),
+        current_app.config["RELAY"].state_ttl,
+        force=body.get("force") is True,
+        dry_run=body.get("dry_run") is True,
+        rate=rate,
+    )
+    log.warning(
+        "admin: replay of %d dead letter(s) (dry run: %s) from %s",
+        len(result.replayed),
+        body.get("dry_run") is True,
+        request.remote_addr,
+    )
+    return jsonify(
+        dry_run=body.get("dry_run") is True,
+        replayed=len(result.replayed),
+        refused=[
+            {"destination": letter.destination, "event_id": letter.event_id, "reason": "already delivered"}
+            for letter in result.refused
+        ],
+    )
+
+
+@bp.post("/dead-letters/purge")
+def purge_dead_letters() -> Response:
+    """Delete the dead letters matching the JSON body's filters."""
+    body = _json_body()
+    which = _filter(body, (*FILTER_KEYS, "all"))
+    _require_scope(which, body)
+    redis = _redis()
+    purged = dead_letters.purge(redis, dead_letters.find(redis, which))
+    log.warning("admin: purged %d dead letter(s) from %s", purged, request.remote_addr)
+    return jsonify(purged=purged)
+
+
+def _require_scope(which: dead_letters.Filter, body: dict) -> None:
+    if which == dead_letters.Filter() and body.get("all") is not True:
+        raise ApiError(400, "invalid_filter", 'no filter given: name one, or say "all": true to mean every dead letter')
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True) if request.data else {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_request", "the body must be a JSON object")
+    return body

@@ -1,0 +1,63 @@
+"""Every HTTP error is JSON {"error": ..., "detail": ...}, produced here and nowhere else."""
+
+from flask import Flask, Response, jsonify
+from redis.exceptions import RedisError
+from werkzeug.exceptions import HTTPException
+
+
+class ApiError(Exception):
+    """An error response: status, a stable machine-readable code, and a human-readable detail."""
+
+    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = headers or {}
+
+
+# Werkzeug's own errors (routing, size limit) under our codes and wording.
+_HTTP_ERRORS: dict[int | None, tuple[str, str]] = {  # HTTPException.code is None for no status
+    404: ("not_found", "no such endpoint; webhooks are received at POST /hooks/<source>"),
+    405: ("method_not_allowed", "method not allowed"),
+    413: ("payload_too_large", "request body is too large"),
+    500: ("internal_error", "internal error; retry later"),
+}
+
+
+def too_large(limit: int) -> ApiError:
+    """The 413 for a body over `limit` bytes, however the excess was noticed."""
+    return ApiError(413, "payload_too_large", f"request body is larger than {limit} bytes")
+
+
+def register(app: Flask) -> None:
+    """Install the JSON error handlers on the app."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        response = jsonify(error=exc.error, detail=exc.detail)
+        response.status_code = exc.status
+        response.headers.update(exc.headers)
+        return response
+
+    @app.errorhandler(RedisError)
+    def _redis_error(exc: RedisError) -> Response:
+        # Any route that finds Redis unreachable says so, instead of a bare 500.
+        response = jsonify(error="unavailable", detail="redis is unavailable; retry later")
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        error, detail = _HTTP_ERRORS.get(exc.code, ("http_error", (exc.description or exc.name).lower()))
+        allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or ()))
+        if exc.code == 405:
+            detail = f"method not allowed; this endpoint accepts {allowed}"
+        if exc.code == 413:
+            detail = too_large(app.config["RELAY"].ingest.max_body_bytes).detail
+        response = jsonify(error=error, detail=detail)
+        response.status_code = exc.code or 500
+        if allowed:
+            response.headers["Allow"] = allowed
+        return response

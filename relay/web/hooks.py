@@ -1,0 +1,73 @@
+"""POST /hooks/<source>: verify the MAC, validate the event, dedup and queue it, acknowledge."""
+
+import logging
+import time
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from redis.exceptions import RedisError
+
+from relay.domain import signature
+from relay.domain.event import InvalidEvent, parse_event
+from relay.web.errors import ApiError, too_large
+
+log = logging.getLogger(__name__)
+bp = Blueprint("hooks", __name__)
+
+# How long a sender should wait before retrying while Redis is unreachable.
+RETRY_AFTER_SECONDS = "5"
+
+
+@bp.post("/hooks/<source>")
+def receive(source: str) -> tuple[Response, int]:
+    """Accept one WMS event: 202 when queued, 200 for a duplicate, 4xx/503 with a JSON reason."""
+    config = current_app.config["RELAY"]
+    source_config = config.sources.get(source)
+    if source_config is None:
+        raise ApiError(404, "unknown_source", f"no source named {source!r} is configured")
+    # Flask refuses a Content-Length over the limit; a chunked body is cut at MAX_CONTENT_LENGTH
+    # (limit + 1) without an error, so one byte more than the limit is how we see it was too big.
+    body = request.get_data(cache=False)
+    if len(body) > config.ingest.max_body_bytes:
+        raise too_large(config.ingest.max_body_bytes)
+
+    try:
+        signature.verify(request.headers.get(signature.HEADER), body, source_config.mac_secrets)
+    except signature.SignatureError as exc:
+        # The precise cause goes to the log only: a generic answer tells a prober nothing.
+        log.warning("rejected request to /hooks/%s from %s: %s", source, request.remote_addr, exc)
+        raise ApiError(401, "unauthorized", f"missing or invalid {signature.HEADER} signature") from None
+
+    try:
+        event = parse_event(source, body)
+    except InvalidEvent as exc:
+        raise ApiError(400, exc.error, exc.detail) from None
+    _check_freshness(event.timestamp, config.ingest.freshness_window)
+
+    try:
+        accepted = current_app.extensions["relay.store.inbox"].accept(event, body)
+    except RedisError as exc:
+        # redis-py's messages name host and port, never the password.
+        log.error("redis unavailable, refused event %s: %s: %s", event.id, exc.__class__.__name__, exc)
+        raise ApiError(
+            503,
+            "unavailable",
+            "cannot store the event right now; retry later",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        ) from None
+    if not event.known:
+        log.info("accepted unknown event code %r as %s: not in the WMS catalogue", event.code, event.id)
+    if accepted.duplicate:
+        log.info("duplicate %s not queued again", accepted.event_id)
+        return jsonify(status="duplicate", id=accepted.event_id), 200
+    # DEBUG, not INFO: a line per accepted event costs ingest throughput (see README).
+    log.debug("accepted %s (%s, %s)", accepted.event_id, event.code, event.severity)
+    return jsonify(status="accepted", id=accepted.event_id), 202
+
+
+def _check_freshness(timestamp: int, window: float | None) -> None:
+    if window is None:
+        return
+    skew = int(time.time()) - timestamp
+    if abs(skew) > window:
+        when = f"{skew}s in the past" if skew > 0 else f"{-skew}s in the future"
+        raise ApiError(400, "stale_event", f"timestamp: {timestamp} is {when}; the freshness window is {window:g}s")

@@ -1,0 +1,127 @@
+"""Routing is a pure function of the rules and the event: table tests, no Redis, no Flask."""
+
+import pytest
+from pydantic import ValidationError
+
+from config.rules import Match, Rule, rule_warnings
+from relay.domain.event import Event
+from relay.domain.routing import matches, route
+
+
+def event(code="CONSTRAINT_VIOLATION", severity="ERROR", source="wms", **payload) -> Event:
+    return Event(source, "sess-1", 3, 1689684577, severity, code, payload)
+
+
+def m(**conditions) -> Match:
+    return Match.model_validate(conditions)
+
+
+@pytest.mark.parametrize(
+    ("conditions", "ev", "expected"),
+    [
+        ({}, event(), True),
+        ({"event": ["CONSTRAINT_VIOLATION"]}, event(), True),
+        ({"event": ["API_ERROR", "CONSTRAINT_VIOLATION"]}, event(), True),
+        ({"event": ["API_ERROR"]}, event(), False),
+        ({"event": ["WEBSOCKET_*"]}, event("WEBSOCKET_DISCONNECTED", "WARN"), True),
+        ({"event": ["WEBSOCKET_*"]}, event("MEASUREMENT_CANCELED", "WARN"), False),
+        ({"event": ["*_FAILED"]}, event("WEBSOCKET_RECONNECTION_FAILED"), True),
+        ({"event": ["websocket_*"]}, event("WEBSOCKET_DISCONNECTED", "WARN"), False),  # case matters
+        ({"severity": ["WARN", "ERROR"]}, event(severity="WARN"), True),
+        ({"severity": ["WARN", "ERROR"]}, event(severity="INFO"), False),
+        ({"severity": ">=WARN"}, event(severity="ERROR"), True),
+        ({"severity": ">=WARN"}, event(severity="WARN"), True),
+        ({"severity": ">=WARN"}, event(severity="INFO"), False),
+        ({"severity": ">WARN"}, event(severity="WARN"), False),
+        ({"severity": "<=WARN"}, event(severity="INFO"), True),
+        ({"severity": "<WARN"}, event(severity="WARN"), False),
+        ({"severity": "==INFO"}, event(severity="INFO"), True),
+        ({"source": ["wms"]}, event(), True),
+        ({"source": ["other"]}, event(), False),
+        ({"payload": {"snr": {"lt": 3}}}, event(snr=2.5), True),
+        ({"payload": {"snr": {"lt": 3}}}, event(snr=3), False),
+        ({"payload": {"snr": {"lte": 3}}}, event(snr=3), True),
+        ({"payload": {"snr": {"gt": 3, "lt": 5}}}, event(snr=4), True),
+        ({"payload": {"snr": {"gt": 3, "lt": 5}}}, event(snr=5), False),
+        ({"payload": {"snr": {"gte": 1}}}, event(snr=1), True),
+        ({"payload": {"snr": {"lt": 3}}}, event(), False),  # missing never compares
+        ({"payload": {"snr": {"lt": 3}}}, event(snr="2"), False),  # nor does a string
+        ({"payload": {"snr": {"lt": 3}}}, event(snr=True), False),  # nor a boolean
+        ({"payload": {"measurementId": {"exists": True}}}, event(measurementId="m"), True),
+        ({"payload": {"measurementId": {"exists": True}}}, event(), False),
+        ({"payload": {"measurementId": {"exists": False}}}, event(), True),
+        ({"payload": {"errorCode": "TIMEOUT"}}, event(errorCode="TIMEOUT"), True),  # bare value: eq
+        ({"payload": {"errorCode": {"eq": "TIMEOUT"}}}, event(errorCode="OTHER"), False),
+        ({"payload": {"errorCode": {"ne": "TIMEOUT"}}}, event(errorCode="OTHER"), True),
+        ({"payload": {"errorCode": {"ne": "TIMEOUT"}}}, event(), True),
+        ({"payload": {"errorCode": {"in": ["A", "B"]}}}, event(errorCode="B"), True),
+        ({"payload": {"errorCode": {"in": ["A", "B"]}}}, event(errorCode="C"), False),
+        ({"payload": {"retry": False}}, event(retry=False), True),
+        ({"payload": {"api.status": {"gte": 500}}}, event(api={"status": 503}), True),  # dots reach in
+        ({"payload": {"api.status": {"gte": 500}}}, event(api="503"), False),
+        ({"event": ["CONSTRAINT_VIOLATION"], "severity": ["INFO"]}, event(), False),  # all must hold
+        (
+            {"event": ["CONSTRAINT_VIOLATION"], "severity": ">=WARN", "payload": {"constraint": "FACE"}},
+            event(constraint="FACE"),
+            True,
+        ),
+    ],
+)
+def test_matches(conditions, ev, expected):
+    assert matches(m(**conditions), ev) is expected
+
+
+RULES = [
+    Rule(name="errors", match=m(severity=">=WARN"), to=["ops-slack", "ops-email"]),
+    Rule(name="constraints", match=m(event=["CONSTRAINT_*"]), to=["ops-slack", "qa-email"]),
+    Rule(name="stop-here", match=m(event=["API_ERROR"]), to=["pager"], stop=True),
+    Rule(name="everything", match=m(), to=["crm"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("ev", "rules", "destinations"),
+    [
+        (event(), ("errors", "constraints", "everything"), ("ops-slack", "ops-email", "qa-email", "crm")),
+        (event("WMS_LOADED", "INFO"), ("everything",), ("crm",)),
+        (event("API_ERROR"), ("errors", "stop-here"), ("ops-slack", "ops-email", "pager")),
+    ],
+)
+def test_route_fires_every_matching_rule_until_stop_and_names_each_destination_once(ev, rules, destinations):
+    result = route(RULES, ev)
+    assert (result.rules, result.destinations) == (rules, destinations)
+
+
+def test_no_rules_route_nowhere():
+    assert route([], event()).destinations == ()
+
+
+@pytest.mark.parametrize(
+    ("conditions", "message"),
+    [
+        (
+            {"severity": ">=FATAL"},
+            "must be a list of severities or a threshold like '>=WARN' (with INFO, WARN, ERROR), got '>=FATAL'",
+        ),
+        (
+            {"severity": "WARN+"},
+            "must be a list of severities or a threshold like '>=WARN' (with INFO, WARN, ERROR), got 'WARN+'",
+        ),
+        ({"payload": {"snr": {}}}, "needs at least one of exists, eq, ne, in, lt, lte, gt, gte"),
+    ],
+)
+def test_bad_conditions_say_what_is_allowed(conditions, message):
+    with pytest.raises(ValidationError) as exc:
+        m(**conditions)
+    assert message in str(exc.value)
+
+
+def test_codes_that_match_nothing_documented_are_warned_about():
+    rules = [Rule(name="r", match=m(event=["CONSTRAINT_VIOLATON", "WEBSOCKET_*", "NOPE_*"]), to=["x"])]
+    assert rule_warnings(rules) == [
+        (
+            "rules[0].match.event[0]: 'CONSTRAINT_VIOLATON' matches no documented WMS event code "
+            "(did you mean 'CONSTRAINT_VIOLATION'?); it matches only if WMS sends such a code"
+        ),
+        "rules[0].match.event[2]: 'NOPE_*' matches no documented WMS event code; it matches only if WMS sends such a code",
+    ]
