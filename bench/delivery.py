@@ -15,9 +15,10 @@ from rq.registry import StartedJobRegistry
 from rq.suspension import resume, suspend
 
 from bench.footprint import per_event, usage_by_kind
-from bench.processes import Process, procfile_command, rss_kib, wait_http
+from bench.processes import Process, rss_kib, wait_http
 from bench.workload import SOURCE, relay_config, signed_bodies
 from devtools.local_redis import free_port
+from devtools.procfile import procfile_command
 from relay.domain.event import parse_event
 from relay.store import jobs, keys
 from relay.store.inbox import Inbox

@@ -14,16 +14,9 @@ from pathlib import Path
 
 import requests
 
+from devtools.procfile import procfile_command
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def procfile_command(kind: str) -> str:
-    """The Procfile's command line for a process type (web, worker, release)."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == kind:
-            return command.strip()
-    raise KeyError(f"the Procfile has no {kind!r} process")
 
 
 def web_command(wsgi_target: str = "wsgi:app") -> str:

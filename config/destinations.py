@@ -98,7 +98,7 @@ class SlackDestination(Strict):
 
     type: Literal["slack"]
     webhook_url: Annotated[Secret, AfterValidator(_slack_url)]
-    # A sandboxed Jinja2 template for the message text (Slack mrkdwn); see README "Slack".
+    # A sandboxed Jinja2 template for the message text (Slack mrkdwn); see docs/destinations.md.
     template: Annotated[str, AfterValidator(_template)] | None = None
     timeout: Duration = 10.0
     retry: RetryPolicy = RetryPolicy()

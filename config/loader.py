@@ -27,7 +27,7 @@ _NAME_RULES = {"sources": SOURCE_NAME_RULE[1], "destinations": DESTINATION_NAME_
 def load(environ: dict[str, str] | None = None, *, tool: bool = False) -> tuple[Settings, RelayConfig]:
     """Read the environment and the config file it names; raise ConfigError listing every problem of both.
 
-    tool=True is for the commands that neither queue nor deliver (send-sample, sign, dev): they
+    tool=True is for the commands that neither queue nor deliver (send-sample, sign, ./dev up): they
     need neither REDIS_URL nor the settings that destinations need (SMTP_URL, EMAIL_FROM).
     """
     env = os.environ if environ is None else environ

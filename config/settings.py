@@ -3,6 +3,7 @@
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from redis.connection import parse_url
 
@@ -11,14 +12,16 @@ from config.secret import Secret
 from config.smtp import parse_smtp_url
 from config.values import email_problem, url_problem
 
-DEFAULT_CONFIG_PATH = "config/relay.yaml"
+# Beside this module, not relative to the working directory: `relay check-config` run from
+# anywhere (or a process started elsewhere by a supervisor) reads the same file.
+DEFAULT_CONFIG_PATH = str(Path(__file__).resolve().parent / "relay.yaml")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MIN_ADMIN_TOKEN = 24
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the processes read from the environment. See README "Configuration"."""
+    """Everything the processes read from the environment. See docs/configuration.md."""
 
     redis_url: Secret | None  # may hold a password
     config_path: str

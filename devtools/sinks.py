@@ -9,7 +9,10 @@ import sys
 import threading
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:  # aiosmtpd is a dev dependency, imported where used
+    from aiosmtpd.smtp import SMTP, Envelope, Session
 
 _print_lock = threading.Lock()
 
@@ -42,8 +45,11 @@ class _HttpHandler(BaseHTTPRequestHandler):
 
 
 class _MailHandler:
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's API
-        mail = message_from_bytes(envelope.content, policy=policy.default)
+    async def handle_DATA(  # noqa: N802 - aiosmtpd's API
+        self, server: "SMTP", session: "Session", envelope: "Envelope"
+    ) -> str:
+        # Bytes: the Controller below keeps aiosmtpd's decode_data=False.
+        mail = message_from_bytes(cast(bytes, envelope.content), policy=policy.default)
         text = mail.get_body(("plain",))
         _say(
             [

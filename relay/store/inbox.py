@@ -9,7 +9,7 @@ one JSON value: the body is not escaped a second time, and Redis stores field na
 block of entries. Elsewhere (relay:event, dead letters, parked deliveries) the envelope is the
 same object as JSON; the body is valid UTF-8, so it survives JSON unchanged.
 Why a stream and not an RQ job per event: building and queueing an RQ job cost more than half
-of a request's time, and running one ~3 ms of worker CPU per event (README "Performance").
+of a request's time, and running one ~3 ms of worker CPU per event (docs/performance.md).
 The rest of the Redis layout is in relay/store/keys.py.
 """
 

@@ -9,7 +9,8 @@
                                         every destination has it, else expires when no retry can
                                         need it any more
 - relay:delivery:<event id>     hash    destination -> its delivery's state: the attempt number in
-                                        flight or scheduled ("1.0", "2.0", ...), "ok" or "dead"
+                                        flight or scheduled ("1.0", "2.0", ...), "ok" or "dead";
+                                        "<destination>:owner" -> the token of the attempt in flight
 - relay:leases                  zset    deliveries being sent right now, scored by when they are
                                         presumed lost (their worker died); the sweeper retries those
 - relay:attempt-log             stream  every attempt of every event, newest last (capped): fields
@@ -22,7 +23,8 @@
 - relay:dead-letters            zset    "<destination>:<event id>" scored by the time it died
 - relay:sweeper                 string  present while a lease sweep is scheduled
 - relay:destination:<name>      hash    failures (consecutive), and while paused: paused (reason),
-                                        paused_at, paused_by ("auto" or "operator")
+                                        paused_at, paused_by ("auto" or "operator"), probe_job (the
+                                        current probe's RQ job id)
 - relay:parked:<name>           list    JSON [event id, attempt, deferrals, envelope] of deliveries waiting
                                         for a paused destination, oldest first
 """

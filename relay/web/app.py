@@ -31,7 +31,8 @@ def create_app(
         redis = connect(settings.require_redis_url())
 
     app = Flask(__name__)
-    if isinstance(app.json, DefaultJSONProvider):  # Flask's provider, which is the only one with sort_keys
+    # Flask's default provider, as always here: the JSONProvider it is typed as has no sort_keys.
+    if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False  # {"status": ..., "id": ...} reads better in that order
     app.config["RELAY"] = config
     app.config["RELAY_SETTINGS"] = settings

@@ -16,8 +16,9 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-# Werkzeug's own errors (routing, size limit) under our codes and wording.
-_HTTP_ERRORS: dict[int | None, tuple[str, str]] = {  # HTTPException.code is None for no status
+# Werkzeug's own errors (routing, size limit) under our codes and wording; looked up by
+# HTTPException.code, which is typed int | None.
+_HTTP_ERRORS: dict[int | None, tuple[str, str]] = {
     404: ("not_found", "no such endpoint; webhooks are received at POST /hooks/<source>"),
     405: ("method_not_allowed", "method not allowed"),
     413: ("payload_too_large", "request body is too large"),

@@ -59,7 +59,7 @@ def receive(source: str) -> tuple[Response, int]:
     if accepted.duplicate:
         log.info("duplicate %s not queued again", accepted.event_id)
         return jsonify(status="duplicate", id=accepted.event_id), 200
-    # DEBUG, not INFO: a line per accepted event costs ingest throughput (see README).
+    # DEBUG, not INFO: a line per accepted event costs ingest throughput (docs/performance.md).
     log.debug("accepted %s (%s, %s)", accepted.event_id, event.code, event.severity)
     return jsonify(status="accepted", id=accepted.event_id), 202
 

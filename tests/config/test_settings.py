@@ -1,10 +1,14 @@
 """Settings.from_env: exact problems per variable, defaults, and load_config's check of them against the config."""
 
+from pathlib import Path
+
 import pytest
 
 from config.errors import ConfigError
 from config.loader import load, load_config
 from config.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 REDIS = {"REDIS_URL": "redis://localhost:6379/0"}
 
@@ -76,7 +80,11 @@ def test_every_bad_variable_is_reported_together():
 def test_defaults():
     settings = Settings.from_env(REDIS)
     assert settings.redis_url.reveal() == "redis://localhost:6379/0"
-    assert (settings.config_path, settings.port, settings.log_level) == ("config/relay.yaml", 8000, "INFO")
+    assert (settings.config_path, settings.port, settings.log_level) == (
+        str(ROOT / "config" / "relay.yaml"),
+        8000,
+        "INFO",
+    )
     assert (settings.smtp_url, settings.email_from) == (None, None)
 
 

@@ -1,5 +1,5 @@
 -- Record a successful attempt and, if it still owns its delivery, close the delivery: one round
--- trip for what most attempts are (the failure path is workers/delivery.py's transaction).
+-- trip for what most attempts are (the failure path is relay/store/deliveries.py's write_next_state).
 -- The attempt is logged either way; only the owner (see claim.lua, release.lua) may close it.
 -- Closing: drop the lease, mark the destination "ok", clear its failure count, and forget the
 -- event's envelope once every destination of the event is done ("ok" or "dead"): all_done
