@@ -1,5 +1,6 @@
 """Real peers on 127.0.0.1 for the destinations to talk to: an HTTP recorder and an SMTP server."""
 
+import asyncio
 import threading
 import time
 import traceback
@@ -111,6 +112,7 @@ class _Recorder:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self._peer.delay)
         if self._peer.data_reply:
             return self._peer.data_reply
         message = message_from_bytes(envelope.content, policy=policy.default)
@@ -128,6 +130,7 @@ class SmtpPeer:
         self.messages: list[tuple[str, list[str], EmailMessage]] = []
         self.rcpt_reply: str | None = None  # e.g. "550 5.1.1 no such user"
         self.data_reply: str | None = None  # e.g. "451 4.3.0 try again later"
+        self.delay = 0.0  # seconds to wait, once the mail has arrived, before answering it
         self.port = free_port()
         self.url = f"smtp://127.0.0.1:{self.port}"
         auth = {}

@@ -6,11 +6,19 @@ import time
 
 import pytest
 import requests
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
 
 from devtools.local_redis import LocalRedis, free_port
+from devtools.procfile import procfile_command
 from relay.domain.samples import sample_event, sample_session
+from relay.store import jobs, keys
+from relay.store.attempts import attempt_log
 from tests.peers import Reply
-from tests.test_processes import process_env, procfile_command, signed, start, stop, wait_for
+from tests.test_processes import process_env, signed, start, stop, wait_for
+
+pytestmark = pytest.mark.slow  # every test here runs the Procfile's processes
 
 CONFIG = """\
 sources: {wms: {mac_secrets: ["${WMS_MAC_SECRET}"]}}
@@ -45,18 +53,40 @@ def accept(app_env, events):
         assert client.post("/hooks/wms", data=body, headers=headers).status_code == 202
 
 
-def test_503_twice_then_200_is_delivered_once(tmp_path, fault_env, http_peer):
+def settled(redis, event_id: str) -> bool:
+    """The delivery of `event_id` to crm is recorded done, no attempt of it holds a lease, and no
+    retry job is queued, scheduled or running: nothing is left that could send it again."""
+    if redis.hget(keys.delivery_key(event_id), "crm") != b"ok" or redis.zcard(keys.LEASES):
+        return False
+    queue = jobs.queue(redis)
+    ids = [
+        *queue.get_job_ids(),
+        *ScheduledJobRegistry(queue=queue).get_job_ids(cleanup=False),
+        *StartedJobRegistry(queue=queue).get_job_ids(cleanup=False),
+    ]
+    found = Job.fetch_many(ids, connection=redis, serializer=JSONSerializer)
+    return not any(job is not None and job.func_name == jobs.RETRY for job in found)
+
+
+def test_503_twice_then_200_is_delivered_once(tmp_path, fault_env, http_peer, redis):
     http_peer.script("/in", Reply(503, b"busy"), Reply(503, b"busy"))
     (event,) = sample_session(("API_ERROR",))
+    event_id = f"wms:{event['sessionId']}:0"
     accept(fault_env, [event])
     worker = start(procfile_command("worker"), fault_env, tmp_path / "worker.log")
     try:
         wait_for(lambda: len(http_peer.to("/in")) >= 3, 30, "two retries through the scheduler")
-        time.sleep(1.5)  # nothing more may come
+        # Then nothing more may come: once nothing is left that could send it, count what came.
+        wait_for(lambda: settled(redis, event_id), 10, "the delivery recorded, with no lease or retry left")
     finally:
         stop(worker)
     sent = http_peer.to("/in")
     assert len(sent) == 3 and len({r.body for r in sent}) == 1
+    assert [(a["attempt"], a["outcome"]) for a in attempt_log(redis)] == [
+        ("1", "transient"),
+        ("2", "transient"),
+        ("3", "ok"),
+    ]
     assert sent[2].at - sent[0].at >= 1.5  # two 1 s delays; RQ schedules to the whole second
 
 
@@ -82,12 +112,16 @@ def test_a_worker_killed_mid_delivery_is_covered_by_the_next_one(tmp_path, fault
         wait_for(lambda: len(http_peer.to("/in")) == 1, 20, "the first send")
     finally:
         stop(first, signal.SIGKILL)
-    # The lease (timeout 2 s + grace 1 s) runs out; a new worker sweeps it up as it starts.
-    time.sleep(3.5)
+    # The lease (timeout 2 s + grace 1 s) runs out; a new worker sweeps it up as it starts. Only
+    # time passing ends a lease: sleep until the expiry recorded in Redis, and no longer.
+    ((_, expires),) = redis.zrange(keys.LEASES, 0, -1, withscores=True)
+    time.sleep(max(0.0, expires - time.time()))
     second = start(procfile_command("worker"), fault_env, tmp_path / "second.log")
     try:
         wait_for(lambda: len(http_peer.to("/in")) == 2, 20, "the delivery by the second worker")
-        time.sleep(1.0)
+        # Then nothing more may come: once nothing is left that could send it, count what came.
+        event_id = f"wms:{event['sessionId']}:0"
+        wait_for(lambda: settled(redis, event_id), 10, "the delivery recorded, with no lease or retry left")
     finally:
         stop(second)
     sent = http_peer.to("/in")

@@ -20,6 +20,7 @@ from rq.serializers import JSONSerializer
 
 from config.loader import load
 from devtools.local_redis import free_port
+from devtools.procfile import procfile_command
 from relay.domain.samples import sample_event, to_body
 from relay.domain.signature import compute
 from relay.store.inbox import waiting
@@ -28,16 +29,10 @@ from relay.web.app import create_app
 from tests.conftest import CONFIG_ENV, SECRET
 from tests.peers import Reply
 
+pytestmark = pytest.mark.slow  # every test here runs the Procfile's processes
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-
-
-def procfile_command(name: str) -> str:
-    """The command line of one Procfile process, exactly as the platform would run it."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return line.split(":", 1)[1].strip()
-    raise AssertionError(f"Procfile has no {name!r} process")
 
 
 def process_env(**extra) -> dict:

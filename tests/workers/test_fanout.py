@@ -13,7 +13,7 @@ from relay.domain.samples import sample_session, to_body
 from relay.store import jobs, keys
 from relay.store.attempts import LOG_FIELDS, attempt_log, attempts_of
 from relay.store.inbox import waiting
-from tests.conftest import signed_post
+from tests.conftest import FANOUT_YAML, signed_post
 from tests.peers import Reply
 from tests.workers.test_end_to_end import CRM_PATH, SLACK_PATH
 from workers import sweeper
@@ -169,10 +169,9 @@ def test_secrets_never_reach_attempt_records(relay):
         assert secret not in text
 
 
-def test_an_event_that_matches_no_rule_is_logged_and_done(relay, monkeypatch, caplog):
+def test_an_event_that_matches_no_rule_is_logged_and_done(relay_factory, caplog):
     caplog.set_level(logging.INFO, logger="workers")
-    rt = relay.rt
-    monkeypatch.setattr(rt, "config", rt.config.model_copy(update={"rules": []}))
+    relay = relay_factory(FANOUT_YAML.split("rules:")[0] + "rules: []\n")  # the destinations, and no rule
     (event,) = sample_session(("WMS_LOADED",))
     signed_post(relay.client, to_body(event))
     relay.drain()
@@ -261,6 +260,7 @@ def test_the_inbox_entry_is_the_versioned_envelope_in_plain_fields(client, redis
     assert abs(float(fields[b"received_at"]) - time.time()) < 5
 
 
+@pytest.mark.slow  # a Python process of its own
 def test_the_worker_side_does_not_load_flask():
     # Only the web modules import Flask (STYLE: one-way imports, web-only Flask).
     code = "import sys, workers.__main__, workers.fanout; print('flask' in sys.modules)"

@@ -27,6 +27,7 @@ def test_verify_accepts_node_known_answers(vector):
     assert signature.verify(vector["mac"], body, [Secret(vector["secret"])]) == 0
 
 
+@pytest.mark.slow  # runs node
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_committed_vectors_are_what_node_makes_today():
     made = subprocess.run(

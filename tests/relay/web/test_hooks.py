@@ -265,6 +265,7 @@ def test_a_failed_write_leaves_no_dedup_key_so_the_retry_is_queued(client, redis
     assert [e["id"] for e in waiting(redis)] == ["wms:sess-1:7"]
 
 
+@pytest.mark.slow  # a redis-server of its own, stopped and started again
 def test_redis_down_means_503_with_retry_after_and_ready_again_when_it_returns(settings, relay_config):
     server = LocalRedis().start()
     try:
