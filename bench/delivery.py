@@ -113,7 +113,7 @@ def relay_run(
         result = _drain(
             lambda: sink.count() - before_sink,
             expected,
-            lambda: redis.zcard(keys.LEASES) == 0 and Queue(jobs.QUEUE_NAME, connection=redis).count == 0,
+            lambda: _nothing_in_flight(redis) and Queue(jobs.QUEUE_NAME, connection=redis).count == 0,
             timeout=max(120, events / 20),
         )
         delivered = usage_by_kind(redis)
@@ -178,7 +178,7 @@ def soak(
             _drain(
                 lambda base=base: sink.count() - base,
                 size,
-                lambda: redis.zcard(keys.LEASES) == 0,
+                lambda: _nothing_in_flight(redis),
                 timeout=max(120, size / 20),
             )
             sent += size
@@ -194,3 +194,9 @@ def soak(
         "growth": [round(a / b - 1, 4) for a, b in zip(after, before, strict=False)],
         "samples": samples,
     }
+
+
+def _nothing_in_flight(redis: Redis) -> bool:
+    """No delivery is queued or being sent, for any destination."""
+    pattern_keys = [*redis.scan_iter(match=keys.queue_key("*")), *redis.scan_iter(match=keys.inflight_key("*"))]
+    return all(redis.zcard(key) == 0 for key in pattern_keys)

@@ -7,8 +7,9 @@ from urllib.parse import urlsplit
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
+from config.rates import Rate, parse_rate
 from config.secret import Secret
 from config.types import Duration, Email, HeaderName, Strict
 from config.values import is_loopback, redact_url, url_problem
@@ -93,30 +94,44 @@ class PausePolicy(Strict):
     probe_every: Duration = 60.0  # how often a paused destination is tried with one waiting delivery
 
 
-class SlackDestination(Strict):
+# Sends in flight to one destination from one worker process: a slow receiver holds up only its
+# own sends, never another destination's (each has its own queue and its own threads).
+DEFAULT_CONCURRENCY = 8
+Concurrency = Annotated[int, Field(ge=1, le=256)]
+RateLimit = Annotated[Rate, BeforeValidator(parse_rate)]
+
+
+class Sending(Strict):
+    """How fast one destination is sent to: the keys every destination type shares."""
+
+    timeout: Duration = 10.0
+    concurrency: Concurrency = DEFAULT_CONCURRENCY
+    # At most this many sends, evenly spaced, across all worker processes; deliveries wait their
+    # turn in the queue, and no attempt is spent on it (Slack allows about 1/s per webhook).
+    rate_limit: RateLimit | None = None
+    retry: RetryPolicy = RetryPolicy()
+    pause: PausePolicy = PausePolicy()
+
+
+class SlackDestination(Sending):
     """A Slack incoming webhook."""
 
     type: Literal["slack"]
     webhook_url: Annotated[Secret, AfterValidator(_slack_url)]
     # A sandboxed Jinja2 template for the message text (Slack mrkdwn); see docs/destinations.md.
     template: Annotated[str, AfterValidator(_template)] | None = None
-    timeout: Duration = 10.0
-    retry: RetryPolicy = RetryPolicy()
-    pause: PausePolicy = PausePolicy()
 
 
-class EmailDestination(Strict):
+class EmailDestination(Sending):
     """Mail sent through SMTP_URL from EMAIL_FROM."""
 
     type: Literal["email"]
     to: list[Email] = Field(min_length=1)
     cc: list[Email] = []
     timeout: Duration = 30.0
-    retry: RetryPolicy = RetryPolicy()
-    pause: PausePolicy = PausePolicy()
 
 
-class HttpDestination(Strict):
+class HttpDestination(Sending):
     """A customer's HTTP callback URL that receives each event's original body."""
 
     type: Literal["http"]
@@ -124,9 +139,6 @@ class HttpDestination(Strict):
     signing_secret: Annotated[Secret, AfterValidator(_signing_secret)]
     # Values often carry an API key: held as secrets.
     headers: Annotated[dict[HeaderName, Secret], AfterValidator(_header_values)] = {}
-    timeout: Duration = 10.0
-    retry: RetryPolicy = RetryPolicy()
-    pause: PausePolicy = PausePolicy()
 
 
 Destination = Annotated[SlackDestination | EmailDestination | HttpDestination, Field(discriminator="type")]

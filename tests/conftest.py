@@ -1,25 +1,25 @@
 """Fixtures on real parts: a private redis-server, the real app factory, signed requests."""
 
 import textwrap
+import time
 from dataclasses import dataclass
 
 import pytest
 from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue, SimpleWorker
-from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from config.loader import load_config
 from config.settings import Settings
 from devtools.local_redis import LocalRedis
 from relay.domain.signature import compute
+from relay.store import keys, queues
 from relay.store.connection import connect
 from relay.store.jobs import QUEUE_NAME
-from relay.store.jobs import RETRY as RETRY_JOB
 from relay.web.app import create_app
 from tests.peers import HttpPeer, SmtpPeer
-from workers import runtime
+from workers import runtime, timers
 from workers.drain import Drain
 from workers.runtime import Runtime
 
@@ -147,17 +147,20 @@ class Relay:
         return self.rt.redis
 
     def drain(self) -> None:
-        """Fan out every event in the inbox and run every queued job in this process, as the
-        Procfile's worker would, and wait for the deliveries they hand to the delivery threads."""
+        """Fan out every event in the inbox, send everything due and run every queued RQ job in
+        this process, as the Procfile's worker would, until nothing is left to do now."""
         while True:
+            self.rt.find_lanes()  # as the worker's timers do, for destinations no longer configured
+            busy = any(lane.in_flight for lane in list(self.rt.lanes.values()))  # their ends may free more
             fanned_out = Drain(self.rt, name="tests").drain_all()
-            self.run_queued_jobs()
+            sent = sum(lane.start_due() for lane in list(self.rt.lanes.values()))
+            ran = self.run_queued_jobs()
             assert self.rt.wait_idle(timeout=30), "deliveries still in flight after 30 s"
-            if self.queue.count == 0 and not fanned_out:
+            if not (busy or fanned_out or sent or ran or self.queue.count):
                 return
 
     def run_queued_jobs(self) -> int:
-        """Run every job queued now (and those they queue) with the one worker; return how many."""
+        """Run every RQ job queued now (and those they queue) with the one worker; return how many."""
         ran = 0
         while found := Queue.dequeue_any([self.queue], None, connection=self.redis, serializer=JSONSerializer):
             job, queue = found
@@ -165,20 +168,47 @@ class Relay:
             ran += 1
         return ran
 
-    def run_due_retries(self, funcs: tuple[str, ...] = (RETRY_JOB,)) -> int:
-        """Queue every scheduled job of `funcs` now, as if its time had come; return how many."""
-        registry = ScheduledJobRegistry(queue=self.queue)
-        jobs = [job for job, _ in self.scheduled(funcs)]
-        for job in jobs:
-            registry.remove(job.id)
-            self.queue.enqueue_job(job)
-        return len(jobs)
+    def scheduled(self) -> list[tuple[str, str, int, int, float]]:
+        """Deliveries due later (retries, rate-capped replays): (event id, destination, attempt,
+        deferrals, due time), soonest first."""
+        now = time.time()
+        found = []
+        for key in self.redis.scan_iter(match=keys.queue_key("*")):
+            for member, due in self.redis.zrangebyscore(key, f"({now}", "+inf", withscores=True):
+                found.append((*queues.parse_member(member), due))
+        return sorted(found, key=lambda item: item[-1])
 
-    def scheduled(self, funcs: tuple[str, ...] = (RETRY_JOB,)) -> list:
-        """The scheduled jobs of `funcs` (by default retries, not the sweeper), with their due times."""
-        registry = ScheduledJobRegistry(queue=self.queue)
-        jobs = [(self.queue.fetch_job(i), registry.get_scheduled_time(i)) for i in registry.get_job_ids()]
-        return [(job, due) for job, due in jobs if job.func_name in funcs]
+    def run_due_retries(self) -> int:
+        """Make every delivery due later due now, as if its time had come; return how many."""
+        now = time.time()
+        moved = 0
+        for key in self.redis.scan_iter(match=keys.queue_key("*")):
+            later = self.redis.zrangebyscore(key, f"({now}", "+inf")
+            if later:
+                self.redis.zadd(key, dict.fromkeys(later, now))
+                moved += len(later)
+        return moved
+
+    def timers(self) -> dict[str, float]:
+        """The timers set in relay:due and when each is due (unix s)."""
+        return {m.decode(): score / 1000 for m, score in self.redis.zrange(keys.DUE, 0, -1, withscores=True)}
+
+    def run_due_timers(self) -> int:
+        """Run every timer now, as if its time had come (probes, dead-letter expiry); return how many."""
+        members = self.redis.zrange(keys.DUE, 0, -1)
+        if members:
+            self.redis.zadd(keys.DUE, dict.fromkeys(members, 0))
+        return timers.tick(self.rt)
+
+    def expire_leases(self) -> int:
+        """Make every lease run out now, as when a worker died mid-send; return how many."""
+        expired = 0
+        for key in self.redis.scan_iter(match=keys.inflight_key("*")):
+            members = self.redis.zrange(key, 0, -1)
+            if members:
+                self.redis.zadd(key, dict.fromkeys(members, 0))
+                expired += len(members)
+        return expired
 
 
 @pytest.fixture

@@ -76,6 +76,9 @@ class HttpPeer:
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
+            # The relay opens up to `concurrency` connections per destination and worker: more than
+            # http.server's default backlog of 5, whose overflow stalls a connection for a second.
+            request_queue_size = 128
 
             def handle_error(self, request, client_address):
                 # A client that hung up (a timeout test) is expected; keep it off stderr.

@@ -1,11 +1,12 @@
-"""Delivering one event to one destination: claim the attempt, send it from a delivery thread,
-then record it: a success and the delivery's end in one script, anything else through the pure
-decision of relay/domain/next_state.py written in one transaction (relay/store/deliveries.py).
+"""Sending one attempt of one delivery and recording what came of it: a success and the
+delivery's end in one script, anything else through the pure decision of
+relay/domain/next_state.py written in one transaction (relay/store/deliveries.py).
 
-At most once per (destination, event id) in normal operation: an attempt must claim its
-delivery's state first. At least once when a worker dies mid-send: the attempt's lease expires
-and the sweeper (workers/sweeper.py) runs it again; only the attempt that still owns the delivery
-decides what follows. That window is the only way a destination can receive an event twice.
+At most once per (destination, event id) in normal operation: an attempt is sent only when it
+holds its delivery's lease (taken by a lane, workers/lanes.py, or claimed by a probe). At least
+once when a worker dies mid-send: the lease runs out and the attempt is due again for any
+worker; only the attempt that still owns the delivery decides what follows. That window is the
+only way a destination can receive an event twice.
 """
 
 import logging
@@ -13,13 +14,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from redis.client import Pipeline
-
 from relay.domain.event import Event, parse_event
 from relay.domain.next_state import NextState, decide
 from relay.domain.outcome import Outcome
 from relay.domain.retry import plan
-from relay.store import deliveries
+from relay.store import deliveries, keys, queues
 from relay.store.attempts import ATTEMPTS_TTL, attempt_record
 from relay.store.deliveries import Claim
 from workers import runtime
@@ -39,17 +38,13 @@ def read_envelope(envelope: dict) -> Event:
 
 @dataclass
 class Attempt:
-    """One delivery attempt to claim and, if it is ours, send.
-
-    `fresh`: the first attempt, made by the fan-out (it needs no state yet). `probe_entry`: the
-    parked entry a probe is sending: sent although the destination is paused.
-    """
+    """One delivery attempt holding its lease, to send. `probe_entry`: the parked entry a probe
+    is sending, although the destination is paused."""
 
     envelope: dict
     event: Event
     destination: str
     number: int
-    fresh: bool
     deferrals: int = 0
     probe_entry: bytes | None = None
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -57,68 +52,20 @@ class Attempt:
     @property
     def claim(self) -> Claim:
         """This attempt's claim on its delivery's state."""
-        return Claim(
-            self.event.id,
-            self.destination,
-            self.number,
-            self.deferrals,
-            self.owner,
-            self.fresh,
-            self.probe_entry is not None,
-        )
+        return Claim(self.event.id, self.destination, self.number, self.deferrals, self.owner)
 
     def __str__(self) -> str:
         return f"{self.event.id} -> {self.destination} attempt {self.number}"
 
-    def claim_on(self, rt: Runtime, pipe: Pipeline) -> None:
-        """Queue this attempt's claim on `pipe`; its lease covers the send's timeout and a grace."""
-        config = rt.config.destinations.get(self.destination)
-        lease = (config.timeout if config else 0.0) + rt.config.operations.lease_grace
-        self.claim.queue(pipe, lease, rt.config.state_ttl)
-
-    def start(self, rt: Runtime, claimed: int, reserved: bool = False) -> bool:
-        """Act on the claim's answer: hand the send to a delivery thread (one `reserved` for it,
-        if so), or say why not. True unless the attempt was not ours to make."""
-        if claimed == 1:
-            if reserved:
-                rt.submit_reserved(lambda: send_and_record(rt, self))
-            else:
-                rt.submit(lambda: send_and_record(rt, self))
-            return True
-        if reserved:
-            rt.unreserve(1)
-        if claimed == 0:
-            log.info("%s: already done or in hand elsewhere; not sending", self)
-            return False
-        log.info("%s: the destination is paused; the delivery waits", self)
-        return True
-
-
-def dispatch(rt: Runtime, attempt: Attempt) -> bool:
-    """Claim `attempt` and hand it to a delivery thread (or park it while the destination is
-    paused); False if the attempt is not ours to make."""
-    pipe = rt.redis.pipeline(transaction=False)
-    attempt.claim_on(rt, pipe)
-    return attempt.start(rt, pipe.execute()[0])
-
-
-def retry_delivery(rt: Runtime, event_id: str, destination: str, number: int, deferrals: int) -> None:
-    """A later attempt at one destination, on its own, so it never repeats the others."""
-    envelope = deliveries.stored_envelope(rt.redis, event_id)
-    if envelope is None:
-        if deliveries.state_of(rt.redis, event_id, destination) in ("ok", "dead"):
-            # The envelope goes once every destination is done: a stale retry (one swept up while
-            # its attempt was still sending, then finished) has nothing left to do.
-            log.info("%s -> %s attempt %d: already done; not sending", event_id, destination, number)
-        else:
-            log.error("%s -> %s attempt %d: the event is no longer stored; cannot retry", event_id, destination, number)
-        return
-    dispatch(rt, Attempt(envelope, read_envelope(envelope), destination, number, fresh=False, deferrals=deferrals))
-
 
 def retry(event_id: str, destination: str, number: int, deferrals: int = 0) -> None:
-    """RQ entry point (jobs.RETRY): retry_delivery with this process's runtime."""
-    retry_delivery(runtime.current(), event_id, destination, number, deferrals)
+    """RQ entry point (jobs.RETRY) of earlier versions, which scheduled each retry as a job: the
+    attempt goes into its destination's queue, due now; its state still names it."""
+    rt = runtime.current()
+    pipe = rt.redis.pipeline(transaction=False)
+    pipe.zadd(keys.queue_key(destination), {queues.member(event_id, destination, number, deferrals): time.time()})
+    pipe.execute()
+    rt.wake([destination])
 
 
 def send_and_record(rt: Runtime, attempt: Attempt) -> None:
@@ -134,8 +81,8 @@ def send_and_record(rt: Runtime, attempt: Attempt) -> None:
         else:
             _record_other(rt, attempt, outcome, duration)
     except Exception:
-        # Redis failed, or a bug: if the lease is still there, the sweeper tries this attempt again.
-        log.exception("%s: %s, but not recorded; the sweeper will retry it", attempt, outcome.kind)
+        # Redis failed, or a bug: the lease is still there, so the attempt is due again when it ends.
+        log.exception("%s: %s, but not recorded; it is sent again when its lease ends", attempt, outcome.kind)
 
 
 def _send(rt: Runtime, attempt: Attempt) -> tuple[Outcome, float]:
@@ -152,7 +99,8 @@ def _send(rt: Runtime, attempt: Attempt) -> tuple[Outcome, float]:
     return outcome, time.monotonic() - started
 
 
-def _attempts_ttl(rt: Runtime) -> int:
+def attempts_ttl(rt: Runtime) -> int:
+    """How long an event's attempt list is kept."""
     # At least as long as a dead letter of the event may be kept: `show` lists its attempts.
     return int(max(rt.config.dead_letters.retention, ATTEMPTS_TTL))
 
@@ -160,7 +108,7 @@ def _attempts_ttl(rt: Runtime) -> int:
 def _record_success(rt: Runtime, attempt: Attempt, outcome: Outcome, duration: float) -> None:
     """A success: recorded and its delivery closed in one round trip."""
     record = attempt_record(attempt.event.id, attempt.destination, attempt.number, outcome, None, duration)
-    owned, paused_by = attempt.claim.delivered(rt.redis, record, _attempts_ttl(rt))
+    owned, paused_by = attempt.claim.delivered(rt.redis, record, attempts_ttl(rt))
     if not owned:
         log.warning("%s: %s after its lease ran out; recorded, nothing more", attempt, outcome.kind)
         return
@@ -187,10 +135,11 @@ def _record_other(rt: Runtime, attempt: Attempt, outcome: Outcome, duration: flo
         record,
         next_state,
         probe_entry=attempt.probe_entry,
-        attempts_ttl=_attempts_ttl(rt),
+        attempts_ttl=attempts_ttl(rt),
+        state_ttl=rt.config.state_ttl,
     )
     if not next_state.owned:
-        # The sweeper presumed this attempt lost and handed the delivery on: that attempt decides.
+        # Its lease ran out and the delivery was taken again: the attempt that owns it decides.
         log.warning("%s: %s after its lease ran out; recorded, nothing more", attempt, outcome.kind)
         return
     _log(attempt, outcome, next_state)

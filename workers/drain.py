@@ -1,6 +1,6 @@
 """The inbox reader: every worker process reads relay:inbox through the consumer group `fanout`,
-a batch at a time, and fans the events out (workers/fanout.py), on a thread of its own beside
-RQ's job loop (retries, sweeps, probes and replays stay RQ jobs).
+a batch at a time, and fans the events out (workers/fanout.py) into each destination's queue,
+on a thread of its own beside the lanes that send (workers/lanes.py) and RQ's job loop.
 
 Why not an RQ job per event: one costs ~3 ms of worker CPU, several times a whole delivery; and
 why not RQ jobs per batch: something would have to wake them, which costs ingest a round trip
@@ -8,10 +8,9 @@ and lets only one batch run at a time. A consumer group gives each entry to one 
 pending until acknowledged and lets another reader take it over, and adding worker processes
 adds readers.
 
-An entry is pending from its read until its deliveries are claimed: milliseconds, or as long as
-its deliveries wait for free delivery threads (at most about one send). One pending longer than
-operations.lease_grace belongs to a reader that died: the next maintenance of any reader (every
-operations.sweep_every) takes it over.
+An entry is pending from its read until its deliveries are queued: milliseconds, since the
+reader never waits for a send. One pending longer than operations.lease_grace belongs to a reader
+that died: the next maintenance of any reader (every operations.sweep_every) takes it over.
 """
 
 import logging
@@ -22,12 +21,10 @@ import time
 import uuid
 
 from redis.exceptions import ResponseError
-from rq.suspension import is_suspended
 
 from relay.store import keys, replies
 from relay.store.inbox import envelope_from_entry
 from relay.store.scripts import FORGET_READERS
-from workers import runtime
 from workers.fanout import fan_out_batch
 from workers.runtime import Runtime
 
@@ -63,12 +60,10 @@ class Drain:
     def step(self, block_ms: int | None = BLOCK_MS) -> int:
         """Fan out one batch; return how many entries it held (0: nothing was waiting)."""
         rt = self.rt
-        if is_suspended(self.redis):
+        if rt.suspended():
             # `rq suspend` pauses the whole worker, fan-out too, until `rq resume`.
             self._stop.wait(1 if block_ms else 0)
             return 0
-        # Read no more while the delivery threads are busy: entries stay pending meanwhile.
-        rt.wait_until_fewer_in_flight_than(runtime.MAX_IN_FLIGHT // 2)
         if self._stop.is_set():
             return 0
         try:

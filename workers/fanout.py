@@ -1,15 +1,14 @@
-"""The fan-out: route accepted events and hand a delivery to every destination their rules name.
+"""The fan-out: route accepted events and queue a delivery for every destination their rules name.
 
-Events arrive in batches from the inbox stream (workers/drain.py). Delivery threads are
-reserved first (workers/runtime.py), since a claim starts its delivery's lease; then a batch's
-envelopes and the claims of its deliveries go to Redis in one transaction (a few, for more
-deliveries than 16), the sends start, and the entries are acknowledged in another transaction.
-A slow destination holds up neither the others nor later events. A destination that fails gets
-a retry job of its own (workers/delivery.py), so it never repeats the others.
+Events arrive in batches from the inbox stream (workers/drain.py). A batch's envelopes and the
+first attempts of its deliveries go to Redis in one transaction (a few, for more deliveries than
+FANOUT_CHUNK), each delivery into its own destination's queue (relay/store/queues.py), then the
+entries are acknowledged in another transaction and the lanes of the destinations concerned are
+woken. The fan-out never waits for a send: a slow destination lengthens its own queue only.
 
-Entries are acknowledged once their claims have landed: a claimed delivery holds a lease, so one
-whose worker dies before sending it is sent by the sweeper; an entry whose claims did not all
-land stays pending and is read again, and the claims that did land make that send nothing twice.
+Entries are acknowledged once their deliveries are queued: an entry whose writes did not all
+land stays pending and is read again, and the deliveries that were queued make that queue
+nothing twice (lua/enqueue.lua).
 """
 
 import json
@@ -18,12 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from relay.domain.routing import route
-from relay.store import deliveries, keys
-from workers import runtime, sweeper
-from workers.delivery import Attempt, read_envelope
+from relay.store import deliveries, keys, queues
+from workers import runtime
+from workers.delivery import read_envelope
 from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+FANOUT_CHUNK = 64  # deliveries per transaction: bounds the size of one MULTI
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,13 @@ class _Routed:
 
     entry_id: bytes | None  # its inbox entry; None for an event that did not come from the inbox
     envelope: dict
-    attempts: list[Attempt]
+    destinations: tuple[str, ...]
 
 
 def fan_out_batch(rt: Runtime, entries: list[tuple[bytes | None, dict | None]]) -> int:
-    """Start the deliveries of a batch of (inbox entry id, envelope) and acknowledge the entries;
-    an entry id of None is an event that did not come from the inbox. Return how many sends started.
+    """Queue the deliveries of a batch of (inbox entry id, envelope) and acknowledge the entries;
+    an entry id of None is an event that did not come from the inbox. Return how many deliveries
+    were queued.
 
     An envelope of None (an entry deleted before it was acknowledged, or not one of ours) is only
     acknowledged. An entry whose writes did not all land stays pending, to be read again.
@@ -49,23 +51,22 @@ def fan_out_batch(rt: Runtime, entries: list[tuple[bytes | None, dict | None]]) 
         if (item := _route(rt, entry_id, envelope)) is not None
     ]
     failed: list[bytes | None] = []
-    started = 0
-    for chunk in _chunks(routed, runtime.MAX_IN_FLIGHT // 2):
-        started += _claim_and_start(rt, chunk, failed)
-    if routed:
-        sweeper.ensure_scheduled(rt)
+    queued = 0
+    for chunk in _chunks(routed, FANOUT_CHUNK):
+        queued += _enqueue(rt, chunk, failed)
     done = [entry_id for entry_id, _ in entries if entry_id is not None and entry_id not in failed]
     if done:
-        # After the claims, never beside them: Redis acknowledges even when a claim fails (out of
-        # memory, say), and an acknowledged entry is never read again. One transaction, so an
-        # entry is never deleted while it is still pending.
+        # After the deliveries are queued, never beside them: Redis acknowledges even when a write
+        # fails (out of memory, say), and an acknowledged entry is never read again. One
+        # transaction, so an entry is never deleted while it is still pending.
         ack = rt.redis.pipeline(transaction=True)
         ack.xack(keys.INBOX, keys.INBOX_GROUP, *done)
         ack.xdel(keys.INBOX, *done)
         ack.execute()
+    rt.wake({d for item in routed for d in item.destinations})
     if failed:
         raise RuntimeError(f"{len(failed)} inbox entries could not be fanned out and stay pending")
-    return started
+    return queued
 
 
 def _route(rt: Runtime, entry_id: bytes | None, envelope: dict) -> _Routed | None:
@@ -92,7 +93,7 @@ def _route(rt: Runtime, entry_id: bytes | None, envelope: dict) -> _Routed | Non
     if not result.destinations:
         log.info("%s (%s, %s) matches no rule; not delivered anywhere", event.id, event.code, event.severity)
         return None
-    return _Routed(entry_id, envelope, [Attempt(envelope, event, d, 1, fresh=True) for d in result.destinations])
+    return _Routed(entry_id, envelope, result.destinations)
 
 
 def _chunks(routed: list[_Routed], limit: int) -> Iterator[list[_Routed]]:
@@ -100,50 +101,40 @@ def _chunks(routed: list[_Routed], limit: int) -> Iterator[list[_Routed]]:
     chunk: list[_Routed] = []
     size = 0
     for item in routed:
-        if chunk and size + len(item.attempts) > limit:
+        if chunk and size + len(item.destinations) > limit:
             yield chunk
             chunk, size = [], 0
         chunk.append(item)
-        size += len(item.attempts)
+        size += len(item.destinations)
     if chunk:
         yield chunk
 
 
-def _claim_and_start(rt: Runtime, chunk: list[_Routed], failed: list[bytes | None]) -> int:
-    """Store the envelopes and claim the deliveries of `chunk` in one transaction, then hand the
-    claimed ones to delivery threads reserved beforehand. Entries whose writes failed go to `failed`."""
-    # An event with more destinations than there are threads: the rest wait for one.
-    reserved = min(sum(len(item.attempts) for item in chunk), runtime.MAX_IN_FLIGHT)
-    rt.reserve(reserved)
-    handed = 0  # reserved threads passed on to attempt.start, which sends or gives each back
-    try:
-        pipe = rt.redis.pipeline(transaction=True)  # so no delivery's end can fall between our writes
-        for item in chunk:
-            deliveries.keep_envelope(pipe, item.envelope, rt.config.state_ttl)
-            for attempt in item.attempts:
-                attempt.claim_on(rt, pipe)
-        replies = iter(pipe.execute(raise_on_error=False))
-        # Per event: the envelope's write, then one claim per attempt, in the order queued.
-        results = [(item, next(replies), [next(replies) for _ in item.attempts]) for item in chunk]
-        started = 0
-        for item, _, claims in results:
-            for attempt, claimed in zip(item.attempts, claims, strict=True):
-                if isinstance(claimed, Exception):
-                    log.error("%s -> %s: the claim failed: %s", attempt.event.id, attempt.destination, claimed)
-                    continue
-                is_reserved = handed < reserved
-                handed += is_reserved
-                started += attempt.start(rt, claimed, reserved=is_reserved) and claimed == 1
-    finally:
-        rt.unreserve(reserved - handed)
-    for item, kept, claims in results:
-        if isinstance(kept, Exception) or any(isinstance(claimed, Exception) for claimed in claims):
+def _enqueue(rt: Runtime, chunk: list[_Routed], failed: list[bytes | None]) -> int:
+    """Store the envelopes of `chunk` and queue their deliveries' first attempts in one
+    transaction; return how many were queued. Entries whose writes failed go to `failed`."""
+    pipe = rt.redis.pipeline(transaction=True)  # so no delivery's end can fall between our writes
+    for item in chunk:
+        deliveries.keep_envelope(pipe, item.envelope, rt.config.state_ttl)
+        for destination in item.destinations:
+            queues.enqueue_first(pipe, item.envelope["id"], destination, rt.config.state_ttl)
+    replies = iter(pipe.execute(raise_on_error=False))
+    queued = 0
+    for item in chunk:
+        # Per event: the envelope's write, then one enqueue per destination, in the order queued.
+        kept = next(replies)
+        answers = [next(replies) for _ in item.destinations]
+        for destination, answer in zip(item.destinations, answers, strict=True):
+            if isinstance(answer, Exception):
+                log.error("%s -> %s: queueing the delivery failed: %s", item.envelope["id"], destination, answer)
+        if isinstance(kept, Exception) or any(isinstance(answer, Exception) for answer in answers):
             failed.append(item.entry_id)
-        elif all(claimed == 0 for claimed in claims):
+        elif not any(answers):
             # Fanned out before (read again, or taken over from a reader that seemed dead): the
             # envelope just stored is not needed if every destination is done already.
             deliveries.forget_if_done(rt.redis, item.envelope["id"])
-    return started
+        queued += sum(answer == 1 for answer in answers)
+    return queued
 
 
 def fan_out(envelope: dict) -> None:

@@ -1,76 +1,59 @@
-"""The jobs behind pausing (relay/store/destination_state.py): probing a paused destination with
-its oldest waiting delivery, and announcing pauses and resumptions to operations.announce_to.
+"""What pausing needs from the workers (relay/store/destination_state.py): probing a paused
+destination with its oldest waiting delivery, and announcing pauses and resumptions to
+operations.announce_to.
 """
 
 import json
 import logging
+import time
 
-from redis.exceptions import WatchError
-
-from relay.store import destination_state, jobs, keys, replies
+from relay.store import destination_state, due, keys
 from relay.store.destination_state import Parked
 from workers import runtime
-from workers.delivery import Attempt, dispatch, read_envelope
+from workers.delivery import Attempt, read_envelope
 from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-def probe_once(rt: Runtime, name: str, job_id: str) -> None:
-    """While `name` is paused automatically, send it the oldest waiting delivery.
-
-    The next probe is scheduled first, so an error here cannot end the probing. The delivery stays
-    parked while it is tried: a success takes it off and resumes the destination, a failure leaves
-    it first in line (relay/domain/next_state.py).
-    """
+def probe_once(rt: Runtime, name: str) -> bool:
+    """Send the oldest waiting delivery of paused `name`, although it is paused; True if a probe
+    was sent. The delivery stays parked while it is tried: a success takes it off and resumes the
+    destination, a failure leaves it first in line (relay/domain/next_state.py)."""
     config = rt.config.destinations.get(name)
-    if config is None or not _take_turn(rt, name, job_id, config.pause.probe_every):
-        return  # not paused by us any more, or another probe chain took over
-    entry = replies.optional_bytes(rt.redis.lindex(keys.parked_key(name), 0))
-    if entry is None:
-        return
+    entry = rt.redis.lindex(keys.parked_key(name), 0)
+    if config is None or not isinstance(entry, bytes):
+        return False
     parked = Parked.from_json(entry)
     pipe = rt.redis.pipeline(transaction=True)
     destination_state.restore(pipe, name, parked, rt.config.state_ttl)
     pipe.execute()
     envelope = json.loads(parked.envelope_json)
+    attempt = Attempt(envelope, read_envelope(envelope), name, parked.number, parked.deferrals, probe_entry=entry)
+    if not attempt.claim.claim_probe(rt.redis, config.timeout + rt.config.operations.lease_grace, rt.config.state_ttl):
+        log.info("%s: already in hand elsewhere; not probing with it", attempt)
+        return False
     log.info("probing paused destination %s with %s (attempt %d)", name, parked.event_id, parked.number)
-    dispatch(
-        rt,
-        Attempt(
-            envelope,
-            read_envelope(envelope),
-            name,
-            parked.number,
-            fresh=False,
-            deferrals=parked.deferrals,
-            probe_entry=entry,
-        ),
-    )
+    rt.lane(name).submit(attempt)
+    return True
+
+
+def probe_due(rt: Runtime, name: str) -> float | None:
+    """The probe timer of `name` (workers/timers.py): probe while it is paused automatically;
+    return when to probe next, None once it is not paused by us any more."""
+    config = rt.config.destinations.get(name)
+    state = destination_state.get(rt.redis, name)
+    if config is None or state.paused_by != "auto" or not config.pause.probe_every:
+        return None
+    probe_once(rt, name)
+    return time.time() + config.pause.probe_every
 
 
 def probe(name: str) -> None:
-    """RQ entry point (jobs.PROBE): probe_once with this process's runtime."""
-    probe_once(runtime.current(), name, runtime.current_job_id())
-
-
-def _take_turn(rt: Runtime, name: str, my_id: str, every: float) -> bool:
-    """Schedule the next probe if this job is the destination's current probe; False otherwise."""
-    key = keys.destination_key(name)
-    with rt.redis.pipeline(transaction=True) as pipe:
-        try:
-            pipe.watch(key)
-            paused_by, current = pipe.hmget(key, "paused_by", "probe_job")
-            if paused_by != b"auto" or current != my_id.encode():
-                return False
-            pipe.multi()
-            following = destination_state.probe_job(rt.redis, name)
-            pipe.hset(key, "probe_job", following.id)
-            jobs.schedule(rt.redis, following, every, pipe)
-            pipe.execute()
-            return True
-        except WatchError:
-            return False
+    """RQ entry point (jobs.PROBE) of earlier versions, whose probes were scheduled jobs: the probe
+    becomes the destination's timer, due now."""
+    rt = runtime.current()
+    due.schedule(rt.redis, destination_state.probe_timer(name), time.time())
 
 
 def announce_to_operations(rt: Runtime, text: str) -> None:

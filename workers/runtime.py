@@ -1,23 +1,24 @@
 """What a worker process builds once and hands to everything it runs: settings, config, the
-Redis client, adapters sharing one HTTP session, and the pool of threads that send deliveries.
+Redis client, adapters sharing one HTTP session, and one sending lane per destination.
 
 Every worker function takes the Runtime as its first argument. Only RQ's entry points (the job
 functions named in relay/store/jobs.py) fetch it, with current(): RQ calls them by name with
 JSON arguments, so the process's runtime cannot be passed to them.
 
-Reusing one requests.Session keeps connections to Slack and callback hosts open between jobs;
+Reusing one requests.Session keeps connections to Slack and callback hosts open between sends;
 that only pays because the worker does not fork per job (see workers/__main__.py).
 """
 
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import time
 from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
+from typing import TYPE_CHECKING
 
 import requests
 from redis import Redis
 from rq import get_current_job
+from rq.suspension import is_suspended
 
 from config.loader import load
 from config.model import RelayConfig
@@ -26,11 +27,10 @@ from relay.store.connection import connect
 from workers.destinations import build_adapter
 from workers.destinations.base import Adapter
 
-# Deliveries are sent from these threads, so the fan-out hands them over and goes on to the
-# next events: a slow destination holds up neither the other destinations nor later events.
-# When this many are in flight, handing over waits, and the fan-out claims nothing before it
-# has a thread for it: the worker takes no more work than it can send.
-MAX_IN_FLIGHT = 32
+if TYPE_CHECKING:
+    from workers.lanes import Lane
+
+SUSPENSION_CHECK_EVERY = 1.0  # seconds: how soon `rq suspend` is noticed, at one GET per second
 
 
 def http_session() -> requests.Session:
@@ -50,67 +50,63 @@ class Runtime:
     config: RelayConfig
     redis: Redis
     adapters: dict[str, Adapter]
-    pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="deliver")
-    )
-    _in_flight: int = 0
-    _idle: threading.Condition = field(default_factory=threading.Condition)
+    lanes: dict[str, "Lane"] = field(default_factory=dict)
+    running: bool = False  # the lanes run on threads of their own (python -m workers), not in tests
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _suspended: tuple[float, bool] = (0.0, False)  # (checked at, answer)
 
     @classmethod
     def build(cls, settings: Settings, config: RelayConfig, redis: Redis | None = None) -> "Runtime":
-        """Adapters for every configured destination, sharing one HTTP session; a Redis client
-        for settings.redis_url unless one is given."""
+        """Adapters for every configured destination, sharing one HTTP session, and their lanes;
+        a Redis client for settings.redis_url unless one is given."""
         session = http_session()
         adapters = {name: build_adapter(name, d, settings, session) for name, d in config.destinations.items()}
-        return cls(settings, config, redis if redis is not None else connect(settings.require_redis_url()), adapters)
+        rt = cls(settings, config, redis if redis is not None else connect(settings.require_redis_url()), adapters)
+        for name in config.destinations:
+            rt.lane(name)
+        return rt
 
-    def submit(self, task: Callable[[], None]) -> None:
-        """Run `task` on a delivery thread; wait for a free one when MAX_IN_FLIGHT are busy."""
-        self.reserve(1)
-        self.submit_reserved(task)
+    def lane(self, name: str) -> "Lane":
+        """The lane that sends to `name`, made on first use (a destination no longer configured
+        gets one too: its deliveries still in Redis end as dead letters, not forgotten)."""
+        from workers.lanes import Lane  # the lanes send through workers.delivery, which needs Runtime
 
-    def reserve(self, count: int) -> None:
-        """Wait until `count` delivery threads are free and hold them for submit_reserved.
+        with self._lock:
+            if name not in self.lanes:
+                self.lanes[name] = Lane(self, name)
+                if self.running:
+                    self.lanes[name].start()
+            return self.lanes[name]
 
-        The fan-out reserves before it claims: a claim starts the delivery's lease, which must
-        not run out while the send waits for a thread. All at once, never a part: two callers
-        each holding part of what they wait for would wait for ever.
-        """
-        count = min(count, MAX_IN_FLIGHT)
-        with self._idle:
-            self._idle.wait_for(lambda: MAX_IN_FLIGHT - self._in_flight >= count)
-            self._in_flight += count
+    def find_lanes(self) -> None:
+        """Make lanes for destinations that have deliveries in Redis but no lane here: one removed
+        from the config, whose released or retried deliveries must still end as dead letters."""
+        from relay.store import queues
 
-    def unreserve(self, count: int) -> None:
-        """Give back threads reserved for deliveries that will not be sent here."""
-        with self._idle:
-            self._in_flight -= count
-            self._idle.notify_all()
+        for name in sorted(queues.names_in_use(self.redis) - set(self.lanes)):
+            self.lane(name)
 
-    def submit_reserved(self, task: Callable[[], None]) -> None:
-        """Run `task` on a thread reserved for it."""
+    def wake(self, names: set[str] | list[str]) -> None:
+        """Tell these destinations' lanes that deliveries were queued for them."""
+        for name in names:
+            self.lane(name).wake()
 
-        def run() -> None:
-            try:
-                task()
-            finally:
-                self.unreserve(1)
-
-        try:
-            self.pool.submit(run)
-        except BaseException:
-            self.unreserve(1)
-            raise
-
-    def wait_until_fewer_in_flight_than(self, limit: int) -> None:
-        """Wait until fewer than `limit` deliveries are in flight."""
-        with self._idle:
-            self._idle.wait_for(lambda: self._in_flight < limit)
+    def suspended(self) -> bool:
+        """Whether `rq suspend` is in force (asked of Redis at most once a second)."""
+        checked_at, answer = self._suspended
+        if time.monotonic() - checked_at >= SUSPENSION_CHECK_EVERY:
+            answer = bool(is_suspended(self.redis))
+            self._suspended = (time.monotonic(), answer)
+        return answer
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until no delivery is in flight (a warm shutdown, or a test); False on timeout."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+        """Wait until no lane has a send in flight (a warm shutdown, or a test); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for lane in list(self.lanes.values()):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not lane.wait_idle(left):
+                return False
+        return True
 
 
 _current: Runtime | None = None

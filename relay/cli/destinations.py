@@ -9,7 +9,7 @@ from redis import Redis
 
 from config.model import RelayConfig
 from config.settings import Settings
-from relay.store import destination_state, keys
+from relay.store import attempts, destination_state, queues
 from relay.store.connection import connect
 
 
@@ -29,12 +29,13 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
 
     @group.command("list")
     def list_() -> None:
-        """One line per configured destination: active or paused (why, since when), failures, waiting."""
+        """One line per destination: active or paused (why, since when), failures, and its backlog:
+        waiting (due now, and how long the oldest has waited), scheduled (retries, rate-capped
+        replays), in flight, parked (waiting for a pause to end), and the last minute's attempts."""
         redis, config = redis_and_config()
         # Deliveries may still wait for a destination that was since removed from the config.
-        names = list(config.destinations) + [
-            n for n in destination_state.names_with_parked(redis) if n not in config.destinations
-        ]
+        names = list(config.destinations) + sorted(queues.names_in_use(redis) - set(config.destinations))
+        recent = attempts.recent(redis)
         for name in names:
             destination = config.destinations.get(name)
             kind = destination.type if destination else "no longer configured"
@@ -44,10 +45,17 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
             else:
                 since = datetime.fromtimestamp(state.paused_at or 0, UTC).isoformat(timespec="seconds")
                 status = f"PAUSED by {state.paused_by} since {since}: {state.paused}"
-            click.echo(f"{name} ({kind}): {status}; {state.failures} consecutive failure(s), {state.parked} waiting")
+            backlog = queues.backlog(redis, name)
+            oldest = f" (oldest {backlog.oldest_wait:.1f}s)" if backlog.oldest_wait is not None else ""
+            made, ok = recent.get(name, (0, 0))
+            click.echo(
+                f"{name} ({kind}): {status}; {state.failures} consecutive failure(s); {backlog.waiting} waiting"
+                f"{oldest}, {backlog.scheduled} scheduled, {backlog.in_flight} in flight, {backlog.parked} parked; "
+                f"last minute: {made} attempt(s), {ok} ok"
+            )
 
     def known(config: RelayConfig, name: str, redis: Redis | None = None) -> None:
-        if name not in config.destinations and not (redis and redis.llen(keys.parked_key(name))):
+        if name not in config.destinations and not (redis and name in queues.names_in_use(redis)):
             defined = ", ".join(map(repr, config.destinations)) or "none"
             raise click.BadParameter(f"no destination named {name!r} (defined: {defined})")
 

@@ -84,3 +84,15 @@ def attempt_log(redis: Redis, count: int | None = None) -> list[dict]:
         record["at"] = int(entry_id.split(b"-")[0]) / 1000
         out.append(record)
     return out
+
+
+def recent(redis: Redis, seconds: float = 60.0, now: float | None = None) -> dict[str, tuple[int, int]]:
+    """Per destination, (attempts, successes) recorded in the last `seconds`, read off the
+    attempt log (entry ids are times): what `relay destinations` shows as the recent rate."""
+    since_ms = int(((time.time() if now is None else now) - seconds) * 1000)
+    counts: dict[str, tuple[int, int]] = {}
+    for _, fields in replies.stream_entries(redis.xrange(keys.ATTEMPT_LOG, min=f"{since_ms}-0")):
+        destination = fields[b"destination"].decode()
+        made, ok = counts.get(destination, (0, 0))
+        counts[destination] = (made + 1, ok + (fields[b"outcome"] == b"ok"))
+    return counts

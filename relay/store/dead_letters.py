@@ -13,7 +13,7 @@ from redis.client import Pipeline
 
 from config.durations import parse_duration
 from relay.domain.outcome import Outcome
-from relay.store import jobs, keys, replies
+from relay.store import keys, queues, replies
 
 log = logging.getLogger(__name__)
 
@@ -183,16 +183,12 @@ def replay(
             continue
         # A replay is a fresh start: its age (for max_age) counts from now.
         envelope = {**letter.envelope, "replayed_at": time.time()}
-        pipe = jobs.transaction(redis)
+        pipe = redis.pipeline(transaction=True)
         pipe.set(keys.event_key(letter.event_id), json.dumps(envelope, separators=(",", ":")), ex=state_ttl)
-        pipe.hset(keys.delivery_key(letter.event_id), letter.destination, "1.0")
-        pipe.expire(keys.delivery_key(letter.event_id), state_ttl)
-        job = jobs.retry_job(redis, letter.event_id, letter.destination, 1, 0, "replayed")
-        # The rate cap spreads the replays over time through the scheduler, rather than sleeping here.
-        if rate:
-            jobs.schedule_at(redis, job, start + (len(replayed) - 1) / rate, pipe)
-        else:
-            jobs.enqueue(redis, job, pipe)
+        # The rate cap spreads the replays over time in the destination's queue, rather than
+        # sleeping here: each is due at its own turn.
+        due = start + (len(replayed) - 1) / rate if rate else start
+        queues.schedule(pipe, letter.event_id, letter.destination, 1, 0, due, state_ttl)
         pipe.delete(keys.dead_letter_key(letter.destination, letter.event_id))
         pipe.zrem(keys.DEAD_LETTERS, _member(letter.destination, letter.event_id))
         pipe.execute()

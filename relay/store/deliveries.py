@@ -1,11 +1,13 @@
-"""Each delivery's state in Redis: claims, leases, the envelope kept for retries, and what is
-written when an attempt ends. The worker side decides; this module writes.
+"""Each delivery's state in Redis: the envelope kept for retries, the claim an attempt holds
+while it is sent, and what is written when the attempt ends. The worker side decides; this
+module writes.
 
 relay:delivery:<event id> holds each destination's state ("<attempt>.<deferrals>", "ok" or
-"dead"), and an attempt must claim it (lua/claim.lua), so neither an event read twice nor a
-duplicate retry sends again. A claimed attempt holds a lease in relay:leases; the sweeper re-runs
-attempts whose lease ran out (their worker died), and only the attempt that still owns its
-delivery decides what follows (lua/release.lua, lua/delivered.lua).
+"dead"). An attempt is sent only when it is the one the state names and it holds the lease
+(lua/take.lua for queued attempts, lua/claim.lua for a probe), so neither an event read twice nor
+a duplicate retry sends again. A lease that runs out (the worker died) makes the attempt due
+again; only the attempt that still owns its delivery decides what follows (lua/release.lua,
+lua/delivered.lua).
 """
 
 import json
@@ -17,19 +19,8 @@ from redis.client import Pipeline
 
 from relay.domain.next_state import NextState
 from relay.domain.outcome import Outcome
-from relay.store import attempts, dead_letters, jobs, keys, replies, scripts
+from relay.store import attempts, dead_letters, keys, queues, replies, scripts
 from relay.store.destination_state import Parked
-
-
-def lease_member(event_id: str, destination: str, number: int, deferrals: int) -> str:
-    """How an in-flight attempt is named in relay:leases."""
-    return json.dumps([event_id, destination, number, deferrals])
-
-
-def parse_lease_member(member: bytes | str) -> tuple[str, str, int, int]:
-    """(event id, destination, attempt, deferrals) of a relay:leases member."""
-    event_id, destination, number, deferrals = json.loads(member)
-    return event_id, destination, int(number), int(deferrals)
 
 
 def keep_envelope(pipe: Pipeline, envelope: dict, ttl: int) -> None:
@@ -63,36 +54,28 @@ class Claim:
     number: int
     deferrals: int
     owner: str  # the token that lets only this attempt record its outcome
-    fresh: bool  # the fan-out's first attempt: there must be no state yet
-    probe: bool  # sent although the destination is paused
 
     @property
     def lease(self) -> str:
-        """This attempt's member of relay:leases."""
-        return lease_member(self.event_id, self.destination, self.number, self.deferrals)
+        """This attempt's member of relay:inflight:<destination> (and of its queue before)."""
+        return queues.member(self.event_id, self.destination, self.number, self.deferrals)
 
-    def queue(self, pipe: Pipeline, lease_seconds: float, state_ttl: int) -> None:
-        """Add the claim to `pipe`; its answer is 0 (not ours), 1 (claimed: send it) or 2 (parked)."""
-        scripts.CLAIM.queue(
-            pipe,
-            [
-                keys.delivery_key(self.event_id),
-                keys.LEASES,
-                keys.destination_key(self.destination),
-                keys.parked_key(self.destination),
-                keys.event_key(self.event_id),
-            ],
-            [
-                self.destination,
-                f"{self.number}.{self.deferrals}",
-                self.lease,
-                time.time() + lease_seconds,
-                state_ttl,
-                "fresh" if self.fresh else "continue",
-                "1" if self.probe else "0",
-                self.owner,
-                self.event_id,
-            ],
+    def claim_probe(self, redis: Redis, lease_seconds: float, state_ttl: int) -> bool:
+        """Claim this attempt outside the queue, for a probe of a paused destination; True if
+        it is ours to send (lua/claim.lua)."""
+        return bool(
+            scripts.CLAIM.run(
+                redis,
+                [keys.delivery_key(self.event_id), keys.inflight_key(self.destination)],
+                [
+                    self.destination,
+                    f"{self.number}.{self.deferrals}",
+                    self.lease,
+                    time.time() + lease_seconds,
+                    state_ttl,
+                    self.owner,
+                ],
+            )
         )
 
     def delivered(self, redis: Redis, record: dict, attempts_ttl: int) -> tuple[bool, str | None]:
@@ -105,7 +88,7 @@ class Claim:
             redis,
             [
                 keys.delivery_key(self.event_id),
-                keys.LEASES,
+                keys.inflight_key(self.destination),
                 keys.destination_key(self.destination),
                 keys.ATTEMPT_LOG,
                 keys.attempts_key(self.event_id),
@@ -128,7 +111,9 @@ class Claim:
         """Give up the lease if this attempt still owns the delivery; True if it did (lua/release.lua)."""
         return bool(
             scripts.RELEASE.run(
-                redis, [keys.delivery_key(self.event_id), keys.LEASES], [self.destination, self.owner, self.lease]
+                redis,
+                [keys.delivery_key(self.event_id), keys.inflight_key(self.destination)],
+                [self.destination, self.owner, self.lease],
             )
         )
 
@@ -143,12 +128,13 @@ def write_next_state(
     *,
     probe_entry: bytes | None,
     attempts_ttl: float,
+    state_ttl: int,
 ) -> None:
     """Write what follows an attempt that did not simply succeed, in one transaction: its record,
     the destination's failure count, and the delivery's retry, wait, or end (a dead letter).
     The attempt must already have released its lease (Claim.release)."""
     event_id, destination = claim.event_id, claim.destination
-    pipe = jobs.transaction(redis)
+    pipe = redis.pipeline(transaction=True)
     attempts.record_attempt(pipe, record, attempts_ttl)
     if not next_state.owned:
         pipe.execute()
@@ -169,11 +155,7 @@ def write_next_state(
         pipe.lpush(keys.parked_key(destination), entry)  # first in line (again)
     elif next_state.retry is not None:
         step = next_state.retry
-        pipe.hset(keys.delivery_key(event_id), destination, f"{step.number}.{step.deferrals}")
-        note = f"deferral {step.deferrals}" if step.number == claim.number else "retry"
-        jobs.schedule(
-            redis, jobs.retry_job(redis, event_id, destination, step.number, step.deferrals, note), step.delay, pipe
-        )
+        queues.schedule(pipe, event_id, destination, step.number, step.deferrals, time.time() + step.delay, state_ttl)
     elif next_state.final is not None:
         pipe.hset(keys.delivery_key(event_id), destination, next_state.final)
         if next_state.final == "dead":

@@ -2,10 +2,11 @@
 
 A paused destination is sent nothing: its deliveries are parked, with their envelopes, in
 relay:parked:<name>; they are neither dropped nor dead-lettered, however long the pause. A probe
-job sends the oldest waiting delivery every `pause.probe_every`; its first success resumes the
+timer (relay:due) sends the oldest waiting delivery every `pause.probe_every`; its first success resumes the
 destination and releases everything parked, and a failed probe leaves the delivery first in line.
 Operators pause and resume by hand (`relay destinations`); a pause by hand is never probed and
 only lifted by hand. Pausing and resuming are logged and announced once to operations.announce_to.
+Released deliveries go back to the destination's queue, due at once (relay/store/queues.py).
 """
 
 import json
@@ -19,7 +20,7 @@ from redis.exceptions import WatchError
 from redis.typing import EncodableT, FieldT
 from rq.job import Job
 
-from relay.store import jobs, keys
+from relay.store import due, jobs, keys, queues
 
 log = logging.getLogger(__name__)
 RELEASE_BATCH = 100
@@ -57,13 +58,13 @@ class Parked:
         return cls(event_id, int(number), int(deferrals), envelope_json)
 
 
-def probe_job(redis: Redis, name: str) -> Job:
-    """A probe of paused destination `name` (workers/pausing.py): one of a chain, named in its state."""
-    return jobs.make(redis, jobs.PROBE, [name], f"probe paused destination {name}")
-
-
 def _announcement(redis: Redis, text: str) -> Job:
     return jobs.make(redis, jobs.ANNOUNCE, [text], "announce to operations")
+
+
+def probe_timer(name: str) -> str:
+    """The timer that probes paused destination `name` (workers/pausing.py)."""
+    return due.timer(due.PROBE, name)
 
 
 def get(redis: Redis, name: str) -> State:
@@ -84,12 +85,6 @@ def get(redis: Redis, name: str) -> State:
     )
 
 
-def names_with_parked(redis: Redis) -> list[str]:
-    """Destinations that have deliveries waiting, configured or not (a removed one may)."""
-    prefix = len(keys.parked_key(""))
-    return sorted(k.decode()[prefix:] for k in redis.scan_iter(match=keys.parked_key("*"), count=500))
-
-
 def pause(redis: Redis, name: str, reason: str, by: str, probe_every: float | None) -> bool:
     """Pause `name` unless it is paused already; True when this call paused it.
 
@@ -104,9 +99,7 @@ def pause(redis: Redis, name: str, reason: str, by: str, probe_every: float | No
             pipe.multi()
             fields: dict[FieldT, EncodableT] = {"paused": reason, "paused_at": time.time(), "paused_by": by}
             if by == "auto" and probe_every:
-                probe = probe_job(redis, name)
-                fields["probe_job"] = probe.id
-                jobs.schedule(redis, probe, probe_every, pipe)
+                due.schedule(pipe, probe_timer(name), time.time() + probe_every, replace=True)
             pipe.hset(key, mapping=fields)
             text = f"Destination {name} is paused: {reason}. Its deliveries wait until it is resumed."
             jobs.enqueue(redis, _announcement(redis, text), pipe)
@@ -127,8 +120,9 @@ def resume(redis: Redis, name: str, by: str, state_ttl: int) -> int | None:
         return None
     released = _release_all(redis, name, state_ttl)
     pipe = redis.pipeline(transaction=True)
-    pipe.hdel(keys.destination_key(name), "paused", "paused_at", "paused_by", "probe_job")
+    pipe.hdel(keys.destination_key(name), "paused", "paused_at", "paused_by")
     pipe.hset(keys.destination_key(name), "failures", 0)
+    due.cancel(pipe, probe_timer(name))
     pipe.execute()
     released += _release_all(redis, name, state_ttl)
     text = f"Destination {name} is resumed ({by}); {released} waiting deliveries released."
@@ -147,12 +141,12 @@ def restore(pipe: Pipeline, name: str, parked: Parked, state_ttl: int) -> None:
 def _release_all(redis: Redis, name: str, state_ttl: int) -> int:
     released = 0
     while entries := redis.lrange(keys.parked_key(name), 0, RELEASE_BATCH - 1):
-        pipe = jobs.transaction(redis)
+        pipe = redis.pipeline(transaction=True)
+        now = time.time()
         for entry in entries:
             parked = Parked.from_json(entry)
             restore(pipe, name, parked, state_ttl)
-            job = jobs.retry_job(redis, parked.event_id, name, parked.number, parked.deferrals, "released")
-            jobs.enqueue(redis, job, pipe)
+            queues.schedule(pipe, parked.event_id, name, parked.number, parked.deferrals, now, state_ttl)
         pipe.ltrim(keys.parked_key(name), len(entries), -1)
         pipe.execute()
         released += len(entries)

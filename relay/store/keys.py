@@ -11,8 +11,17 @@
 - relay:delivery:<event id>     hash    destination -> its delivery's state: the attempt number in
                                         flight or scheduled ("1.0", "2.0", ...), "ok" or "dead";
                                         "<destination>:owner" -> the token of the attempt in flight
-- relay:leases                  zset    deliveries being sent right now, scored by when they are
-                                        presumed lost (their worker died); the sweeper retries those
+- relay:queue:<name>            zset    one destination's deliveries waiting to be sent: JSON
+                                        [event id, destination, attempt, deferrals], scored by when
+                                        each is due (unix s): now for a first attempt, later for a
+                                        retry or a rate-capped replay (relay/store/queues.py)
+- relay:inflight:<name>         zset    the same members while they are being sent, scored by when
+                                        they are presumed lost (their worker died): then they are due
+                                        again (lua/take.lua)
+- relay:rate:<name>             string  when a rate-limited destination may be sent to next (unix s)
+- relay:due                     zset    timers any worker may run: JSON ["probe", name] or
+                                        ["expire-dead-letters"], scored by when due (unix ms); while
+                                        one runs, by when its taker is presumed dead (relay/store/due.py)
 - relay:attempt-log             stream  every attempt of every event, newest last (capped): fields
                                         event, destination, attempt, outcome, status, ms, detail,
                                         retry_in; the entry id is when it was recorded
@@ -21,10 +30,8 @@
                                         investigates); most events have none
 - relay:dead-letter:<destination>:<event id>  string  JSON: the envelope, why it failed, how often
 - relay:dead-letters            zset    "<destination>:<event id>" scored by the time it died
-- relay:sweeper                 string  present while a lease sweep is scheduled
 - relay:destination:<name>      hash    failures (consecutive), and while paused: paused (reason),
-                                        paused_at, paused_by ("auto" or "operator"), probe_job (the
-                                        current probe's RQ job id)
+                                        paused_at, paused_by ("auto" or "operator")
 - relay:parked:<name>           list    JSON [event id, attempt, deferrals, envelope] of deliveries waiting
                                         for a paused destination, oldest first
 """
@@ -33,8 +40,13 @@ INBOX = "relay:inbox"
 INBOX_GROUP = "fanout"
 ATTEMPT_LOG = "relay:attempt-log"
 DEAD_LETTERS = "relay:dead-letters"
-LEASES = "relay:leases"
-SWEEPER = "relay:sweeper"
+DUE = "relay:due"
+DELIVERY_PREFIX = "relay:delivery:"
+EVENT_PREFIX = "relay:event:"
+# Written by versions before per-destination queues; read only to carry their contents over
+# (workers/migrate.py).
+LEGACY_LEASES = "relay:leases"
+LEGACY_SWEEPER = "relay:sweeper"
 
 
 def dedup_key(event_id: str) -> str:
@@ -44,12 +56,12 @@ def dedup_key(event_id: str) -> str:
 
 def event_key(event_id: str) -> str:
     """The envelope of an event that is being delivered."""
-    return f"relay:event:{event_id}"
+    return f"{EVENT_PREFIX}{event_id}"
 
 
 def delivery_key(event_id: str) -> str:
     """Each destination's delivery state for one event: what makes a delivery run at most once."""
-    return f"relay:delivery:{event_id}"
+    return f"{DELIVERY_PREFIX}{event_id}"
 
 
 def attempts_key(event_id: str) -> str:
@@ -70,3 +82,18 @@ def destination_key(name: str) -> str:
 def parked_key(name: str) -> str:
     """Deliveries waiting for a paused destination."""
     return f"relay:parked:{name}"
+
+
+def queue_key(name: str) -> str:
+    """A destination's deliveries waiting to be sent, by due time."""
+    return f"relay:queue:{name}"
+
+
+def inflight_key(name: str) -> str:
+    """A destination's deliveries being sent, by when they are presumed lost."""
+    return f"relay:inflight:{name}"
+
+
+def rate_key(name: str) -> str:
+    """When a rate-limited destination may be sent to next."""
+    return f"relay:rate:{name}"

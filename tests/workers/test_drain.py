@@ -2,7 +2,6 @@
 envelope kept exactly as long as a retry may need it."""
 
 import logging
-import threading
 import time
 
 import pytest
@@ -11,14 +10,14 @@ from rq.suspension import resume, suspend
 from config.secret import Secret
 from devtools.local_redis import LocalRedis
 from relay.domain.samples import sample_session, to_body
-from relay.store import keys
+from relay.store import keys, queues
 from relay.store.connection import connect
 from relay.store.inbox import waiting
 from relay.web.app import create_app
 from tests.conftest import FANOUT_YAML, signed_post
 from tests.peers import Reply
 from tests.workers.test_end_to_end import CRM_PATH, SLACK_PATH
-from workers import drain, fanout, runtime
+from workers import drain, fanout
 from workers.drain import BATCH, Drain
 from workers.runtime import Runtime
 
@@ -36,31 +35,6 @@ def until(check, what: str, timeout: float = 10) -> None:
     while not check():
         assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
         time.sleep(0.005)
-
-
-class WatchedCondition(threading.Condition):
-    """The delivery threads' condition, counting the threads waiting on it for threads to free up."""
-
-    def __init__(self):
-        super().__init__()
-        self.waiting = 0
-
-    def wait(self, timeout=None):
-        self.waiting += 1  # under the lock, as is the decrement: wait() takes it back before returning
-        try:
-            return super().wait(timeout)
-        finally:
-            self.waiting -= 1
-
-    def waiters(self) -> int:
-        with self:
-            return self.waiting
-
-
-def watched(rt: Runtime) -> tuple[Runtime, WatchedCondition]:
-    """A runtime like `rt` (its Redis, config and adapters) whose waits for delivery threads are seen."""
-    condition = WatchedCondition()
-    return Runtime(rt.settings, rt.config, rt.redis, rt.adapters, _idle=condition), condition
 
 
 def test_a_batch_is_read_claimed_and_acknowledged_together(relay):
@@ -172,6 +146,7 @@ def test_the_worker_logs_and_keeps_reading_when_redis_fails(relay, caplog):
         rt = Runtime.build(relay.rt.settings, relay.rt.config, connect(Secret(server.url)))
         reader = Drain(rt, name="one")
         reader.start()
+        rt.lane("crm").start()  # the lane that sends what the reader queues
         try:
             server.stop()
             until(lambda: "reading the inbox failed; trying again in 1 s" in caplog.text, "the failed read logged")
@@ -185,21 +160,30 @@ def test_the_worker_logs_and_keeps_reading_when_redis_fails(relay, caplog):
             until(lambda: relay.http.to(CRM_PATH), "the event at the callback", timeout=15)
         finally:
             reader.stop()
+            rt.lane("crm").stop()
             assert rt.wait_idle(10)
     finally:
         server.stop()
     assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(event)]
 
 
-def test_rq_suspend_pauses_the_fan_out_too(relay):
-    (event,) = sample_session(("WMS_LOADED",))
-    post(relay, [event])
+def test_rq_suspend_pauses_the_fan_out_and_the_sending_too(relay):
+    (first,) = sample_session(("WMS_LOADED",))
+    post(relay, [first])
     suspend(relay.redis)
     reader = Drain(relay.rt, name="one")
     reader.ensure_group()
     assert reader.step(block_ms=None) == 0 and len(waiting(relay.redis)) == 1
     resume(relay.redis)
-    assert reader.step(block_ms=None) == 1
+    until(lambda: reader.step(block_ms=None) == 1, "the reader to notice `rq resume`")  # within a second
+    suspend(relay.redis)
+    until(relay.rt.suspended, "`rq suspend` noticed")  # within a second
+    relay.rt.lane("crm").step()
+    assert relay.http.requests == [] and queues.backlog(relay.redis, "crm").waiting == 1
+    resume(relay.redis)
+    until(lambda: not relay.rt.suspended(), "`rq resume` noticed")
+    relay.drain()
+    assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(first)]
 
 
 # A rule with a numeric bound on a payload field: a number beyond a float's range cannot be compared.
@@ -238,38 +222,22 @@ def test_entries_that_keep_failing_do_not_hold_up_new_ones(relay, monkeypatch, c
     assert relay.redis.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] == 1  # the stuck one, still kept
 
 
-def test_deliveries_are_claimed_only_once_threads_are_free_to_send_them(relay):
-    (event,) = sample_session(("CONSTRAINT_VIOLATION",))  # three destinations
-    post(relay, [event])
-    (envelope,) = waiting(relay.redis)
-    rt, condition = watched(relay.rt)
-    rt.reserve(runtime.MAX_IN_FLIGHT - 2)  # only two threads free
-    fanning = threading.Thread(target=fanout.fan_out_batch, args=(rt, [(None, envelope)]))
-    fanning.start()
-    until(lambda: condition.waiters() == 1, "the fan-out to wait for three free threads")
-    # A claim starts a lease: none is taken while a send would still have to wait for a thread.
-    assert relay.redis.zcard(keys.LEASES) == 0 and not relay.redis.exists(keys.delivery_key(envelope["id"]))
-    rt.unreserve(runtime.MAX_IN_FLIGHT - 2)
-    fanning.join(5)
-    assert rt.wait_idle(10)
-    assert len(relay.http.to(CRM_PATH)) == len(relay.http.to(SLACK_PATH)) == len(relay.smtp.messages) == 1
+SLOW_CRM = FANOUT_YAML.replace("    timeout: 2s\n", "    timeout: 2s\n    concurrency: 2\n")
 
 
-def test_two_fan_outs_reserving_threads_at_once_never_hold_part_each(relay):
-    rt, condition = watched(relay.rt)
-    rt.reserve(runtime.MAX_IN_FLIGHT - 10)
-    done = []
-    waiters = [threading.Thread(target=lambda: (rt.reserve(16), done.append(1))) for _ in range(2)]
-    for t in waiters:
-        t.start()
-    until(lambda: condition.waiters() == 2, "both fan-outs to wait for threads")
-    assert done == []  # neither took 10 of its 16 and waited for the rest
-    rt.unreserve(runtime.MAX_IN_FLIGHT - 10)
-    for t in waiters:
-        t.join(5)
-    assert done == [1, 1]
-    rt.unreserve(32)
-    assert rt.wait_idle(1)
+def test_a_destination_sends_at_most_its_concurrency_and_the_inbox_keeps_being_read(relay_factory):
+    relay = relay_factory(SLOW_CRM)
+    events = sample_session(("WMS_LOADED",) * 5)  # only the callback matches
+    relay.http.script(CRM_PATH, *[Reply(delay=0.5)] * 5)
+    post(relay, events)
+    # The whole batch is fanned out at once: the reader never waits for a send.
+    assert Drain(relay.rt, name="one").drain_all() == 5
+    lane = relay.rt.lane("crm")
+    assert lane.start_due() == 2
+    backlog = queues.backlog(relay.redis, "crm")
+    assert (backlog.waiting, backlog.in_flight, lane.in_flight) == (3, 2, 2)
+    relay.drain()
+    assert sorted(r.body for r in relay.http.to(CRM_PATH)) == sorted(to_body(e) for e in events)
 
 
 def test_an_envelope_stored_again_for_an_event_already_delivered_is_forgotten(relay):

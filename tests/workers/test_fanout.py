@@ -10,31 +10,27 @@ import time
 import pytest
 
 from relay.domain.samples import sample_session, to_body
-from relay.store import jobs, keys
+from relay.store import jobs, keys, queues
 from relay.store.attempts import LOG_FIELDS, attempt_log, attempts_of
 from relay.store.inbox import waiting
 from tests.conftest import FANOUT_YAML, signed_post
 from tests.peers import Reply
 from tests.workers.test_end_to_end import CRM_PATH, SLACK_PATH
-from workers import sweeper
 from workers.drain import Drain
 from workers.fanout import fan_out_batch
 
 
-def test_an_event_fanned_out_twice_sends_nothing_twice(relay, caplog):
-    caplog.set_level(logging.INFO, logger="workers")
+def test_an_event_fanned_out_twice_sends_nothing_twice(relay):
     (event,) = sample_session(("CONSTRAINT_VIOLATION",))
     signed_post(relay.client, to_body(event))
     (envelope,) = waiting(relay.redis)
     relay.drain()
     # As if its reader had died before acknowledging it and another reader took the entry over.
-    fan_out_batch(relay.rt, [(None, envelope)])
+    assert fan_out_batch(relay.rt, [(None, envelope)]) == 0  # nothing queued again
     relay.drain()
     assert len(relay.http.to(SLACK_PATH)) == len(relay.http.to(CRM_PATH)) == len(relay.smtp.messages) == 1
-    event_id = f"wms:{event['sessionId']}:0"
-    for destination in ("ops-slack", "ops-email", "crm"):
-        assert f"{event_id} -> {destination} attempt 1: already done or in hand elsewhere; not sending" in caplog.text
     assert len(attempt_log(relay.redis)) == 3
+    assert not relay.redis.exists(keys.event_key(f"wms:{event['sessionId']}:0"))  # the envelope stored again is gone
 
 
 def test_an_event_fanned_out_again_after_a_failure_starts_no_second_retry_chain(relay):
@@ -46,40 +42,44 @@ def test_an_event_fanned_out_again_after_a_failure_starts_no_second_retry_chain(
     fan_out_batch(relay.rt, [(None, envelope)])
     relay.drain()
     assert len(relay.http.to(SLACK_PATH)) == 1
-    assert [j.args for j, _ in relay.scheduled()] == [[f"wms:{event['sessionId']}:0", "ops-slack", 2, 0]]
+    assert [s[:4] for s in relay.scheduled()] == [(f"wms:{event['sessionId']}:0", "ops-slack", 2, 0)]
 
 
-def test_a_duplicate_retry_job_sends_once(relay):
+def test_a_stale_or_repeated_attempt_sends_nothing(relay):
     (event,) = sample_session(("CONSTRAINT_VIOLATION",))
+    event_id = f"wms:{event['sessionId']}:0"
     relay.http.script(SLACK_PATH, Reply(500, b"down"))
     signed_post(relay.client, to_body(event))
     relay.drain()
-    ((retry, _),) = relay.scheduled()
-    relay.run_due_retries()
-    relay.queue.enqueue_job(retry)  # the same retry twice, e.g. from two schedulers
+    assert relay.run_due_retries() == 1
+    # The failed attempt queued again (stale: the state names attempt 2), and attempt 2 asked for
+    # a second time by a retry job of an earlier version.
+    relay.redis.zadd(keys.queue_key("ops-slack"), {queues.member(event_id, "ops-slack", 1, 0): time.time()})
+    relay.queue.enqueue(jobs.RETRY, event_id, "ops-slack", 2, 0)
     relay.drain()
     assert len(relay.http.to(SLACK_PATH)) == 2  # the failed first attempt and one retry
+    assert relay.redis.zcard(keys.queue_key("ops-slack")) == 0
 
 
-def test_an_attempt_lost_with_its_worker_is_swept_up_and_sent(relay, monkeypatch):
+def test_an_attempt_lost_with_its_worker_is_due_again_when_its_lease_ends(relay, caplog):
     (event,) = sample_session(("CONSTRAINT_VIOLATION",))
-    rt = relay.rt
-    # The worker dies after claiming, before sending (its thread given back, so this process goes on).
-    monkeypatch.setattr(rt, "submit_reserved", lambda task: rt.unreserve(1))
     signed_post(relay.client, to_body(event))
+    Drain(relay.rt, name="tests").drain_all()
+    # A worker takes every delivery, then dies before sending any.
+    for name in ("ops-slack", "ops-email", "crm"):
+        (taken,) = queues.take(relay.redis, name, 8, 60.0, 0.0, "dead-worker", 3600).taken
+        assert taken.number == 1
     relay.drain()
-    monkeypatch.undo()
-    assert relay.http.requests == [] and relay.smtp.messages == []
-    leases = relay.redis.zrange(keys.LEASES, 0, -1, withscores=True)
-    assert len(leases) == 3 and all(expiry > time.time() for _, expiry in leases)  # not yet presumed lost
-    relay.redis.zadd(keys.LEASES, {member: time.time() - 1 for member, _ in leases})  # time passes
-    assert sweeper.sweep_now(relay.rt) == 3
+    assert relay.http.requests == [] and relay.smtp.messages == []  # leased: not yet presumed lost
+    assert relay.expire_leases() == 3  # time passes
     relay.drain()
     assert len(relay.http.to(SLACK_PATH)) == len(relay.http.to(CRM_PATH)) == len(relay.smtp.messages) == 1
-    assert relay.redis.zcard(keys.LEASES) == 0
+    assert sum(relay.redis.zcard(keys.inflight_key(n)) for n in ("ops-slack", "ops-email", "crm")) == 0
+    event_id = f"wms:{event['sessionId']}:0"
+    assert f"{event_id} -> crm attempt 1 was lost in flight (its worker stopped?); trying it again" in caplog.text
 
 
-def test_an_attempt_whose_record_fails_is_retried_by_the_sweeper(relay, caplog):
+def test_an_attempt_whose_record_fails_is_sent_again_when_its_lease_ends(relay, caplog):
     (event,) = sample_session(("WMS_LOADED",))
     fanned_out = threading.Event()
 
@@ -92,32 +92,18 @@ def test_an_attempt_whose_record_fails_is_retried_by_the_sweeper(relay, caplog):
     signed_post(relay.client, to_body(event))
     try:
         Drain(relay.rt, name="tests").drain_all()
+        assert relay.rt.lane("crm").start_due() == 1
         fanned_out.set()
         assert relay.rt.wait_idle(10)
     finally:
         relay.redis.config_set("maxmemory", "0")
     event_id = f"wms:{event['sessionId']}:0"
-    assert f"{event_id} -> crm attempt 1: ok, but not recorded; the sweeper will retry it" in caplog.text
-    relay.redis.zadd(keys.LEASES, dict.fromkeys(relay.redis.zrange(keys.LEASES, 0, -1), 0))
-    assert sweeper.sweep_now(relay.rt) == 1
+    assert f"{event_id} -> crm attempt 1: ok, but not recorded; it is sent again when its lease ends" in caplog.text
+    assert relay.expire_leases() == 1
     relay.drain()
     # Sent twice: at least once, never lost. The second attempt is the one recorded.
     assert len(relay.http.to(CRM_PATH)) == 2
     assert [(a["attempt"], a["outcome"]) for a in attempt_log(relay.redis)] == [("1", "ok")]
-
-
-def test_one_sweep_chain_runs_and_a_stale_one_stops(relay):
-    (event,) = sample_session(("WMS_LOADED",))
-    signed_post(relay.client, to_body(event))
-    relay.drain()
-    ((first, _),) = relay.scheduled((jobs.SWEEP,))
-    assert relay.redis.get(keys.SWEEPER) == first.id.encode()
-    stale = relay.queue.enqueue(jobs.SWEEP)  # e.g. a second chain started while a scheduler was down
-    relay.run_due_retries((jobs.SWEEP,))
-    relay.drain()
-    ((following, _),) = relay.scheduled((jobs.SWEEP,))  # the current chain went on, the stale one stopped
-    assert following.id not in (first.id, stale.id)
-    assert relay.redis.get(keys.SWEEPER) == following.id.encode()
 
 
 def test_a_slow_destination_holds_up_neither_the_others_nor_later_events(relay):
@@ -145,8 +131,9 @@ def test_every_attempt_is_recorded_with_its_outcome(relay):
         "rate_limited",
     )
     assert 30 <= slack["next_retry_in"] <= 31  # a deferral: Retry-After, not the schedule's 5 s
-    ((job, _),) = relay.scheduled()
-    assert job.args[1:] == ["ops-slack", 1, 1]  # the same attempt again, one deferral used
+    ((_, destination, number, deferrals, due),) = relay.scheduled()
+    assert (destination, number, deferrals) == ("ops-slack", 1, 1)  # the same attempt again, one deferral used
+    assert 29 <= due - time.time() <= 31
     assert slack["duration_ms"] >= 0 and slack["at"] > 0
     logged = {a["destination"]: a for a in attempt_log(relay.redis)}
     assert (logged["crm"]["outcome"], logged["crm"]["status"], logged["crm"]["retry_in"]) == ("ok", "HTTP 200", "")
@@ -206,19 +193,19 @@ def test_an_inbox_entry_that_is_no_envelope_is_logged_and_skipped(relay, caplog)
     assert relay.redis.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] == 0
 
 
-def test_an_entry_whose_claims_fail_stays_pending_and_goes_out_once_redis_recovers(relay, caplog):
+def test_an_entry_whose_deliveries_fail_to_queue_stays_pending_and_goes_out_once_redis_recovers(relay, caplog):
     (event,) = sample_session(("CONSTRAINT_VIOLATION",))
     event_id = f"wms:{event['sessionId']}:0"
     signed_post(relay.client, to_body(event))
-    relay.redis.set(keys.delivery_key(event_id), "not a hash")  # every claim of this event fails
+    relay.redis.set(keys.delivery_key(event_id), "not a hash")  # every delivery of this event fails to queue
     reader = Drain(relay.rt, name="one")
     reader.ensure_group()
     with pytest.raises(RuntimeError) as exc:
         reader.step(block_ms=None)
     assert str(exc.value) == "1 inbox entries could not be fanned out and stay pending"
     assert (
-        f"{event_id} -> crm: the claim failed: WRONGTYPE Operation against a key holding the wrong kind "
-        "of value script: "
+        f"{event_id} -> crm: queueing the delivery failed: WRONGTYPE Operation against a key holding the wrong "
+        "kind of value script: "
     ) in caplog.text
     assert relay.redis.xpending(keys.INBOX, keys.INBOX_GROUP)["pending"] == 1
     relay.redis.delete(keys.delivery_key(event_id))
@@ -274,9 +261,9 @@ def test_a_retry_left_over_for_a_delivery_that_ended_meanwhile_does_nothing(rela
     signed_post(relay.client, to_body(event))
     relay.drain()
     assert not relay.redis.exists(keys.event_key(event_id))  # delivered everywhere: envelope gone
-    # E.g. the sweeper presumed the attempt lost, queued this retry, and the attempt then finished.
+    # E.g. a retry job of an earlier version, queued before the attempt it repeats had finished.
     relay.queue.enqueue(jobs.RETRY, event_id, "crm", 1, 0)
     relay.drain()
-    assert f"{event_id} -> crm attempt 1: already done; not sending" in caplog.text
     assert "no longer stored" not in caplog.text
     assert len(relay.http.to(CRM_PATH)) == 1
+    assert relay.redis.zcard(keys.queue_key("crm")) == 0  # dropped: its state says "ok"

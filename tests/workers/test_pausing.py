@@ -5,14 +5,17 @@ import json
 import threading
 import time
 
+import pytest
 from click.testing import CliRunner
 
 from relay.cli.main import main
+from relay.domain.event import parse_event
 from relay.domain.samples import sample_session, to_body
-from relay.store import destination_state, jobs, keys
-from relay.store.jobs import RETRY as RETRY_JOB
+from relay.store import destination_state, due, keys
+from relay.store.inbox import Inbox
 from tests.conftest import FANOUT_YAML, signed_post
 from tests.peers import Reply
+from workers import timers
 
 CRM = "/crm?token=crm-token"
 SLACK = "/slack/T000/B000/XXXX"
@@ -29,6 +32,16 @@ def announcements(relay):
 def post(relay, events):
     for event in events:
         assert signed_post(relay.client, to_body(event)).status_code == 202
+
+
+def probes(relay):
+    """The probe timers set in relay:due: {destination: when due (unix s)}."""
+    found = {}
+    for member, when in relay.timers().items():
+        kind, args = due.parse_timer(member)
+        if kind == due.PROBE:
+            found[args[0]] = when
+    return found
 
 
 def test_a_failing_destination_is_paused_its_deliveries_wait_and_a_probe_resumes_it(relay_factory):
@@ -56,7 +69,8 @@ def test_a_failing_destination_is_paused_its_deliveries_wait_and_a_probe_resumes
     assert relay.redis.zcard(keys.DEAD_LETTERS) == 0
 
     # The probe sends the oldest waiting delivery; the receiver is back, so the rest follow.
-    assert relay.run_due_retries((jobs.PROBE,)) == 1
+    assert list(probes(relay)) == ["crm"]
+    assert relay.run_due_timers() == 1
     relay.drain()
     delivered = [r.body for r in relay.http.to(CRM)[2:]]
     assert sorted(delivered) == sorted(to_body(e) for e in events)  # each event exactly once
@@ -65,10 +79,14 @@ def test_a_failing_destination_is_paused_its_deliveries_wait_and_a_probe_resumes
     assert announcements(relay)[1] == (
         ":rotating_light: Destination crm is resumed (a delivery succeeded); 3 waiting deliveries released."
     )
-    # A probe still scheduled finds the destination active and does nothing.
-    relay.run_due_retries((jobs.PROBE,))
+    # The resumption cancels the probe timer; one that still runs finds the destination active,
+    # does nothing and is not set again.
+    assert probes(relay) == {}
+    due.schedule(relay.redis, destination_state.probe_timer("crm"), time.time())
+    assert relay.run_due_timers() == 1
     relay.drain()
     assert len(relay.http.to(CRM)) == 2 + len(events)
+    assert probes(relay) == {}
 
 
 def test_a_410_pauses_the_destination_at_once_and_keeps_the_delivery(relay_factory):
@@ -80,7 +98,8 @@ def test_a_410_pauses_the_destination_at_once_and_keeps_the_delivery(relay_facto
     state = destination_state.get(relay.redis, "crm")
     assert (state.paused, state.parked) == ("it answered HTTP 410 (gone)", 1)
     assert relay.redis.zcard(keys.DEAD_LETTERS) == 0 and relay.scheduled() == []
-    assert relay.run_due_retries((jobs.PROBE,)) == 1
+    assert list(probes(relay)) == ["crm"]
+    assert relay.run_due_timers() == 1
     relay.drain()
     assert [r.body for r in relay.http.to(CRM)] == [to_body(event)] * 2
 
@@ -104,11 +123,15 @@ def test_operators_pause_and_resume_by_hand(relay_factory, monkeypatch):
     (event,) = sample_session(("WMS_LOADED",))
     post(relay, [event])
     relay.drain()
-    assert relay.http.to(CRM) == [] and relay.scheduled((jobs.PROBE,)) == []  # not probed
+    assert relay.http.to(CRM) == [] and probes(relay) == {}  # not probed
     listing = run().stdout.splitlines()
-    assert listing[0] == "ops-slack (slack): active; 0 consecutive failure(s), 0 waiting"
+    assert listing[0] == (
+        "ops-slack (slack): active; 0 consecutive failure(s); 0 waiting, 0 scheduled, 0 in flight, 0 parked; "
+        "last minute: 0 attempt(s), 0 ok"
+    )
     assert listing[2].startswith("crm (http): PAUSED by operator since ") and listing[2].endswith(
-        ": receiver maintenance; 0 consecutive failure(s), 1 waiting"
+        ": receiver maintenance; 0 consecutive failure(s); 0 waiting, 0 scheduled, 0 in flight, 1 parked; "
+        "last minute: 0 attempt(s), 0 ok"
     )
     assert run("resume", "crm").stdout == "resumed crm; released 1 waiting deliveries\n"
     assert run("resume", "crm").exit_code == 1
@@ -126,14 +149,17 @@ def test_a_probe_that_fails_keeps_the_destination_paused(relay_factory):
     relay.drain()
     relay.run_due_retries()  # their retries come due while paused: they wait
     relay.drain()
-    relay.run_due_retries((jobs.PROBE,))
+    probed_at = time.time()
+    assert relay.run_due_timers() == 1
     relay.drain()
     assert len(relay.http.to(CRM)) == 3  # two failures, then a failed probe
     assert destination_state.get(relay.redis, "crm").paused is not None
-    assert len(relay.scheduled((jobs.PROBE,))) == 1  # probing goes on
+    # Probing goes on: the next probe is due probe_every (1 s) after this one.
+    (next_probe,) = probes(relay).values()
+    assert probed_at + 1 - 0.001 <= next_probe <= time.time() + 1
     # The probed delivery is first in line again, its schedule untouched; nothing is dead-lettered.
     state = destination_state.get(relay.redis, "crm")
-    assert state.parked == 2 and relay.scheduled((RETRY_JOB,)) == []
+    assert state.parked == 2 and relay.scheduled() == []
     head = json.loads(relay.redis.lindex(keys.parked_key("crm"), 0))
     probed = json.loads(relay.http.to(CRM)[2].body)
     assert head[0] == f"wms:{probed['sessionId']}:{probed['sequence']}"
@@ -195,7 +221,7 @@ def test_deliveries_waiting_for_a_removed_destination_are_listed_and_can_be_rele
     assert relay.redis.zrange(keys.DEAD_LETTERS, 0, -1) == [b"old-crm:wms:s:0"]
 
 
-def test_the_sweeper_enforces_the_configured_dead_letter_retention(relay_factory, caplog):
+def test_the_expiry_timer_enforces_the_configured_dead_letter_retention(relay_factory, caplog):
     relay = relay_factory(PAUSING + "dead_letters: {retention: 1d}\n")
     relay.http.script(CRM, Reply(400, b"rejected"))
     (event,) = sample_session(("WMS_LOADED",))
@@ -203,7 +229,48 @@ def test_the_sweeper_enforces_the_configured_dead_letter_retention(relay_factory
     relay.drain()
     member = f"crm:wms:{event['sessionId']}:0"
     relay.redis.zadd(keys.DEAD_LETTERS, {member: time.time() - 2 * 86400})  # two days pass
-    relay.run_due_retries((jobs.SWEEP,))
+    timers.ensure(relay.rt)  # as every worker does when it starts
+    assert list(relay.timers()) == [timers.EXPIRY]
+    ran_at = time.time()
+    assert relay.run_due_timers() == 1
     relay.drain()
     assert relay.redis.zcard(keys.DEAD_LETTERS) == 0
     assert f"dead letter wms:{event['sessionId']}:0 -> crm removed: older than the 1-day retention" in caplog.text
+    # It runs again every operations.sweep_every (15 s by default).
+    sweep_every = relay.rt.config.operations.sweep_every
+    assert ran_at + sweep_every - 0.001 <= relay.timers()[timers.EXPIRY] <= time.time() + sweep_every
+
+
+# Four sends at a time: the HTTP peer's listen backlog (socketserver's 5) refuses more at once.
+ISOLATED = """
+sources:
+  wms: {mac_secrets: ["%(secret)s"]}
+destinations:
+  crm: {type: http, url: "%(http)s/crm?token=crm-token", signing_secret: "%(crm_secret)s", concurrency: 4}
+  audit: {type: http, url: "%(http)s/audit", signing_secret: "%(crm_secret)s", concurrency: 4}
+rules:
+  - name: everything
+    match: {}
+    to: [crm, audit]
+"""
+
+
+@pytest.mark.slow
+def test_a_paused_destination_with_a_large_backlog_does_not_hold_up_another(relay_factory):
+    relay = relay_factory(ISOLATED)
+    assert destination_state.pause(relay.redis, "crm", "receiver maintenance", "operator", None)
+    events = sample_session(("WMS_LOADED",) * 2000)
+    bodies = sorted(to_body(e) for e in events)
+    inbox = Inbox(relay.redis, relay.rt.config.ingest.dedup_window)
+    for event in events:
+        assert not inbox.accept(parse_event("wms", to_body(event)), to_body(event)).duplicate
+    relay.drain()
+    assert sorted(r.body for r in relay.http.to("/audit")) == bodies  # all 2,000, each once
+    assert relay.http.to(CRM) == []
+    assert destination_state.get(relay.redis, "crm").parked == 2000
+
+    assert destination_state.resume(relay.redis, "crm", "an operator", relay.rt.config.state_ttl) == 2000
+    relay.drain()
+    assert sorted(r.body for r in relay.http.to(CRM)) == bodies  # all 2,000, each once
+    assert destination_state.get(relay.redis, "crm").parked == 0
+    assert len(relay.http.to("/audit")) == 2000

@@ -1,10 +1,10 @@
 -- Record a successful attempt and, if it still owns its delivery, close the delivery: one round
 -- trip for what most attempts are (the failure path is relay/store/deliveries.py's write_next_state).
--- The attempt is logged either way; only the owner (see claim.lua, release.lua) may close it.
+-- The attempt is logged either way; only the owner (see take.lua, claim.lua, release.lua) may close it.
 -- Closing: drop the lease, mark the destination "ok", clear its failure count, and forget the
 -- event's envelope once every destination of the event is done ("ok" or "dead"): all_done
 -- (all_done.lua) is prepended when the script is loaded.
--- KEYS[1] relay:delivery:<event id>   KEYS[2] relay:leases   KEYS[3] relay:destination:<name>
+-- KEYS[1] relay:delivery:<event id>   KEYS[2] relay:inflight:<destination>   KEYS[3] relay:destination:<name>
 -- KEYS[4] relay:attempt-log           KEYS[5] relay:attempts:<event id>   KEYS[6] relay:event:<event id>
 -- ARGV[1] destination   ARGV[2] owner token   ARGV[3] lease member   ARGV[4] attempt log cap
 -- ARGV[5] the attempt as JSON, for the event's list   ARGV[6] TTL of that list

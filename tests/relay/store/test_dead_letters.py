@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from relay.cli.main import main
 from relay.domain.event import parse_event
 from relay.domain.samples import sample_session, to_body
-from relay.store import dead_letters, keys
+from relay.store import dead_letters, keys, queues
 from relay.store.attempts import attempts_of
 from relay.store.inbox import envelope_of
 from tests.conftest import ADMIN_TOKEN, FANOUT_YAML, signed_post
@@ -113,11 +113,17 @@ def test_parse_time_says_what_it_takes():
 
 
 def test_a_rate_capped_replay_is_spread_over_time(relay):
-    make_letters(relay)
+    ids = make_letters(relay)
     result = dead_letters.replay(relay.redis, dead_letters.find(relay.redis, dead_letters.Filter()), 3600, rate=0.5)
     assert len(result.replayed) == 3
-    due = sorted(when.timestamp() for job, when in relay.scheduled())  # RQ schedules to the second
-    assert [b - a for a, b in itertools.pairwise(due)] == [2.0, 2.0]
+    # Each replay is a fresh first attempt in crm's queue, at its own turn: the first at once, then
+    # one every 2 s.
+    queued = relay.redis.zrange(keys.queue_key("crm"), 0, -1, withscores=True)
+    assert [queues.parse_member(member) for member, _ in queued] == [(i, "crm", 1, 0) for i in ids]
+    due = [when for _, when in queued]
+    assert due[0] <= time.time()
+    assert [when for *_, when in relay.scheduled()] == due[1:]
+    assert [b - a for a, b in itertools.pairwise(due)] == pytest.approx([2.0, 2.0], abs=0.001)
 
 
 def test_dead_letters_past_retention_are_removed_with_a_log_line(relay, caplog):

@@ -1,0 +1,191 @@
+"""One lane per destination in every worker process: it takes that destination's due deliveries
+from Redis (lua/take.lua) and sends them on threads of its own, at most `concurrency` at a time.
+
+A slow, failing, rate-limited or paused destination therefore fills its own lane and its own
+queue and nothing else: the inbox keeps being read, and the other destinations' lanes keep
+taking and sending. Nothing is buffered in the process: a delivery is either waiting in Redis or
+taken with a lease, so a worker that dies loses no work, and what it had in flight is due again
+when its leases end. A lane wakes when the local fan-out queued something for it, when one of
+its sends ends, when the take said something will be due (a retry, a lease's end, a rate
+limit's next turn), and at least every IDLE_POLL seconds for work queued by other processes.
+"""
+
+import logging
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from itertools import count
+
+from relay.domain.next_state import NextState
+from relay.domain.outcome import Outcome
+from relay.store import deliveries, queues
+from relay.store.attempts import attempt_record
+from relay.store.deliveries import Claim
+from relay.store.queues import Take, Taken
+from workers.delivery import Attempt, attempts_ttl, read_envelope, send_and_record
+from workers.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL = 1.0  # seconds between takes of a lane with nothing due: work queued by other processes
+ERROR_PAUSE = 1.0  # seconds after a take that failed (Redis away)
+
+
+class Lane:
+    """Sends one destination's deliveries from this process."""
+
+    def __init__(self, rt: Runtime, name: str):
+        self.rt = rt
+        self.name = name
+        config = rt.config.destinations.get(name)
+        # A destination no longer configured: one at a time, each ends as a dead letter at once.
+        self.concurrency = config.concurrency if config else 1
+        self.lease = (config.timeout if config else 0.0) + rt.config.operations.lease_grace
+        self.interval = config.rate_limit.interval if config and config.rate_limit else 0.0
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{name}")
+        self._idle = threading.Condition()
+        self._in_flight = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._owner = uuid.uuid4().hex[:12]
+        self._takes = count()
+
+    @property
+    def in_flight(self) -> int:
+        """Sends of this lane running now."""
+        return self._in_flight
+
+    def take(self, now: float | None = None) -> Take:
+        """Take what is due, up to the free threads, and start sending it."""
+        free = max(0, self.concurrency - self._in_flight)
+        result = queues.take(
+            self.rt.redis,
+            self.name,
+            free,
+            self.lease,
+            self.interval,
+            f"{self._owner}-{next(self._takes)}",
+            self.rt.config.state_ttl,
+            now,
+        )
+        for event_id, number in result.reclaimed:
+            log.warning(
+                "%s -> %s attempt %d was lost in flight (its worker stopped?); trying it again",
+                event_id,
+                self.name,
+                number,
+            )
+        for event_id, number in result.missing:
+            log.error("%s -> %s attempt %d: the event is no longer stored; cannot send it", event_id, self.name, number)
+        if result.parked:
+            log.info("%s is paused: %d due deliveries wait for it", self.name, result.parked)
+        for taken in result.taken:
+            self._start(taken)
+        return result
+
+    def _start(self, taken: Taken) -> None:
+        try:
+            event = read_envelope(taken.envelope)
+        except Exception as exc:  # noqa: BLE001 - written by our own fan-out: only a bug gets here
+            self._bury(taken, exc)
+            return
+        self.submit(Attempt(taken.envelope, event, self.name, taken.number, taken.deferrals, owner=taken.owner))
+
+    def _bury(self, taken: Taken, exc: Exception) -> None:
+        """A taken delivery whose envelope cannot be read: a dead letter, never taken again."""
+        log.error(
+            "%s -> %s: the stored event cannot be read (%s: %s); dead-lettered",
+            taken.event_id,
+            self.name,
+            exc.__class__.__name__,
+            exc,
+        )
+        claim = Claim(taken.event_id, self.name, taken.number, taken.deferrals, taken.owner)
+        outcome = Outcome("permanent", "invalid event", f"{exc.__class__.__name__}: {exc}"[:500])
+        record = attempt_record(taken.event_id, self.name, taken.number, outcome, None, 0.0)
+        owned = claim.release(self.rt.redis)
+        deliveries.write_next_state(
+            self.rt.redis,
+            claim,
+            taken.envelope,
+            outcome,
+            record,
+            NextState(owned, final="dead"),
+            probe_entry=None,
+            attempts_ttl=attempts_ttl(self.rt),
+            state_ttl=self.rt.config.state_ttl,
+        )
+
+    def submit(self, attempt: Attempt) -> None:
+        """Send `attempt` (already holding its lease) on one of this lane's threads."""
+        with self._idle:
+            self._in_flight += 1
+
+        def run() -> None:
+            try:
+                send_and_record(self.rt, attempt)
+            finally:
+                with self._idle:
+                    self._in_flight -= 1
+                    self._idle.notify_all()
+                self._wake.set()  # a thread is free: take more
+
+        try:
+            self._pool.submit(run)
+        except BaseException:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+            raise
+
+    def wake(self) -> None:
+        """Take again now: something was queued for this destination."""
+        self._wake.set()
+
+    def step(self) -> None:
+        """One turn of the lane's loop: take, then sleep until something may be due."""
+        if self.rt.suspended():
+            # `rq suspend` pauses delivery too, until `rq resume`.
+            self._stop.wait(1)
+            return
+        try:
+            result = self.take()
+        except Exception:
+            log.exception("taking deliveries for %s failed; trying again in %g s", self.name, ERROR_PAUSE)
+            self._stop.wait(ERROR_PAUSE)
+            return
+        if result.taken and self._in_flight < self.concurrency and not self.interval:
+            return  # there may be more due right now
+        timeout = IDLE_POLL if result.wait is None else min(result.wait, IDLE_POLL)
+        self._wake.wait(timeout)
+        self._wake.clear()
+
+    def start(self) -> None:
+        """Run the lane's loop on a thread of its own."""
+        self._thread = threading.Thread(target=self._run, name=f"lane-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.step()
+
+    def stop(self) -> None:
+        """Take nothing more (the sends in flight finish: see wait_idle)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until this lane has no send in flight; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+    def start_due(self, now: float | None = None) -> int:
+        """Take everything due now that the free threads can send, and start sending it, in the
+        caller's thread (tests, `--burst`); return how many sends started."""
+        started = 0
+        while (result := self.take(now)).taken or result.parked or result.reclaimed:
+            started += len(result.taken)
+        return started
