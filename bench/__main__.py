@@ -15,18 +15,26 @@ from pathlib import Path
 
 from redis import Redis
 
-from bench import delivery, ingest
+from bench import delivery, ingest, isolation
 from bench.processes import ROOT
 from devtools.local_redis import LocalRedis
 
-PARTS = ("ingest", "delivery", "soak")
-TARGETS = {"ingest": 0.50, "p99_ms": 25.0, "delivery": 0.80, "bytes_per_event": 1024, "rss_growth": 0.10}
+PARTS = ("ingest", "delivery", "isolation", "soak")
+TARGETS = {
+    "ingest": 0.50,
+    "p99_ms": 25.0,
+    "delivery": 0.80,
+    "bytes_per_event": 1024,
+    "rss_growth": 0.10,
+    "fast_p99_ms": 250.0,
+    "kill_to_retry_s": 5.0,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev bench", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "parts", nargs="*", metavar="{ingest,delivery,soak}", help="what to measure (default: all three)"
+        "parts", nargs="*", metavar="{ingest,delivery,isolation,soak}", help="what to measure (default: all)"
     )
     parser.add_argument(
         "--quick", action="store_true", help="a small smoke run: it proves the harness, not the figures"
@@ -59,11 +67,17 @@ def main(argv: list[str] | None = None) -> int:
                 redis, env, workdir, rounds=args.rounds, rate=args.rate, connections=32, threads=2, **quick
             )
             _print_ingest(report["ingest"])
-        if "delivery" in parts or "soak" in parts:
+        if "delivery" in parts or "soak" in parts or "isolation" in parts:
             sink = delivery.Sink(workdir)
             try:
                 if "delivery" in parts:
                     report["delivery"] = _delivery(redis, env, workdir, sink, args)
+                if "isolation" in parts:
+                    seconds = 3 if args.quick else 15
+                    report["isolation"] = isolation.run(
+                        redis, env, workdir, sink.url, rate=100, seconds=seconds, workers=args.workers
+                    )
+                    _print_isolation(report["isolation"])
                 if "soak" in parts:
                     report["soak"] = delivery.soak(
                         redis,
@@ -129,6 +143,31 @@ def _print_ingest(result: dict) -> None:
             f"  statuses {lat['statuses']}  errors {lat['errors']}  generator CPU {lat['generator_cpu_share']:.0%}"
             f"  {verdict}"
         )
+
+
+def _print_isolation(result: dict) -> None:
+    print("\n## Isolation (Procfile web + workers; events posted at 100/s; /slow answers after 2 s)")
+    for name in ("without_neighbour", "with_slow_neighbour"):
+        run = result[name]
+        verdict = _verdict(run["fast_p99_ms"] <= TARGETS["fast_p99_ms"], "p99 <= 250 ms") if run["neighbour"] else ""
+        slow = (
+            f"; slow had {run['slow_received_when_fast_done']} and {run['slow_waiting_when_fast_done']} waiting"
+            if run["neighbour"]
+            else ""
+        )
+        print(
+            f"  fast destination {name.replace('_', ' ')}: 202 -> receipt p50 {run['fast_p50_ms']:.1f} ms, "
+            f"p99 {run['fast_p99_ms']:.1f} ms, max {run['fast_max_ms']:.1f} ms "
+            f"({run['fast_received']}/{run['events']} received{slow})  {verdict}"
+        )
+    kill = result["kill"]
+    first = kill["kill_to_first_retry_s"]
+    print(
+        f"  SIGKILL of every worker with {kill['events']} retries due within {kill['retries_due_within_s_of_kill']} s,"
+        f" one new worker: first retry {first} s after the kill, latest retry {kill['retry_late_max_s']} s after"
+        f" its due time, {kill['retried']}/{kill['events']} retried  "
+        f"{_verdict(first is not None and first <= TARGETS['kill_to_retry_s'], '<= 5 s')}"
+    )
 
 
 def _print_soak(result: dict) -> None:

@@ -39,8 +39,10 @@ class Operations(Strict):
     # A slack or email destination that hears when a destination is paused or resumed.
     announce_to: str | None = None
     # An attempt still unfinished this long after its destination's timeout is presumed lost with
-    # its worker and is sent again by the sweeper, which runs this often.
+    # its worker, and any worker sends it again (as is an inbox entry read but left pending).
     lease_grace: Duration = 60.0
+    # How often old dead letters are expired, and each inbox reader looks for entries left by a
+    # stopped worker.
     sweep_every: Duration = 15.0
 
 

@@ -186,6 +186,6 @@ class Lane:
         """Take everything due now that the free threads can send, and start sending it, in the
         caller's thread (tests, `--burst`); return how many sends started."""
         started = 0
-        while (result := self.take(now)).taken or result.parked or result.reclaimed:
+        while (result := self.take(now)).taken or result.parked or result.reclaimed or result.missing:
             started += len(result.taken)
         return started

@@ -16,6 +16,7 @@ from http.cookiejar import DefaultCookiePolicy
 from typing import TYPE_CHECKING
 
 import requests
+import requests.adapters
 from redis import Redis
 from rq import get_current_job
 from rq.suspension import is_suspended
@@ -33,12 +34,16 @@ if TYPE_CHECKING:
 SUSPENSION_CHECK_EVERY = 1.0  # seconds: how soon `rq suspend` is noticed, at one GET per second
 
 
-def http_session() -> requests.Session:
-    """One session for all HTTP destinations: no cookies carried between receivers, and no
-    proxy or .netrc credentials taken from the environment."""
+def http_session(max_connections: int = 10) -> requests.Session:
+    """One session for all HTTP destinations: no cookies carried between receivers, no proxy or
+    .netrc credentials taken from the environment, and a pool that keeps as many connections to
+    one host as sends to it can be in flight (requests keeps 10, and discards the rest)."""
     session = requests.Session()
     session.trust_env = False
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    adapter = requests.adapters.HTTPAdapter(pool_maxsize=max(10, max_connections))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     return session
 
 
@@ -59,7 +64,8 @@ class Runtime:
     def build(cls, settings: Settings, config: RelayConfig, redis: Redis | None = None) -> "Runtime":
         """Adapters for every configured destination, sharing one HTTP session, and their lanes;
         a Redis client for settings.redis_url unless one is given."""
-        session = http_session()
+        # Several destinations may share a host (a CRM's endpoints, Slack's hooks): size for all.
+        session = http_session(sum(d.concurrency for d in config.destinations.values()))
         adapters = {name: build_adapter(name, d, settings, session) for name, d in config.destinations.items()}
         rt = cls(settings, config, redis if redis is not None else connect(settings.require_redis_url()), adapters)
         for name in config.destinations:

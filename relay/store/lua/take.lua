@@ -35,7 +35,6 @@ end
 
 local taken, missing, parked = {}, {}, 0
 local free = tonumber(ARGV[3])
-local wait_until = nil
 if redis.call('HEXISTS', KEYS[3], 'paused') == 1 then
   free = 0
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[8])) do
@@ -55,21 +54,28 @@ if interval > 0 and free > 0 then
   tat = tonumber(redis.call('GET', KEYS[5]) or '0')
   if tat > now then
     free = 0
-    wait_until = tat
   else
     free = 1
   end
 end
 
-if free > 0 then
-  for i, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, free)) do
+-- Stale members are dropped without counting against `free`, so a take stops only when it has
+-- `free` deliveries, nothing more is due, or it has looked at ARGV[8] members.
+local looked = 0
+while #taken < free and looked < tonumber(ARGV[8]) do
+  local batch = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, free - #taken)
+  if #batch == 0 then
+    break
+  end
+  for _, member in ipairs(batch) do
+    looked = looked + 1
     redis.call('ZREM', KEYS[1], member)
     local id, attempt = attempt_of(member)
     local state_key = ARGV[9] .. id
     if redis.call('HGET', state_key, ARGV[1]) == attempt and not redis.call('ZSCORE', KEYS[2], member) then
       local envelope = redis.call('GET', ARGV[10] .. id)
       if envelope then
-        local owner = ARGV[6] .. ':' .. i
+        local owner = ARGV[6] .. ':' .. looked
         redis.call('HSET', state_key, ARGV[1] .. ':owner', owner)
         redis.call('EXPIRE', state_key, ARGV[7])
         redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), member)
@@ -79,21 +85,28 @@ if free > 0 then
       end
     end
   end
-  if interval > 0 and #taken > 0 then
-    local next_turn = math.max(tat, now) + interval
-    redis.call('SET', KEYS[5], string.format('%.3f', next_turn), 'PX', math.ceil(interval * 1000) + 1000)
-    wait_until = next_turn
-  end
+end
+if interval > 0 and #taken > 0 then
+  tat = math.max(tat, now) + interval
+  redis.call('SET', KEYS[5], string.format('%.17g', tat), 'PX', math.ceil(interval * 1000) + 1000)
 end
 
-for _, key in ipairs({KEYS[1], KEYS[2]}) do
-  local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  if head[2] then
-    local at = tonumber(head[2])
-    if wait_until == nil or at < wait_until then
-      wait_until = at
-    end
+-- When to take again: at the next lease's end (a lost send), and, if this lane had room, when
+-- the next delivery is due, but not before the rate limit's next turn. A full lane is woken by
+-- its own sends' ends instead.
+local wait_until = nil
+local function consider(at)
+  if wait_until == nil or at < wait_until then
+    wait_until = at
   end
+end
+local lease_head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if lease_head[2] then
+  consider(tonumber(lease_head[2]))
+end
+local queue_head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if queue_head[2] and tonumber(ARGV[3]) > 0 then
+  consider(math.max(tonumber(queue_head[2]), tat))
 end
 local wait_ms = -1
 if wait_until ~= nil then
