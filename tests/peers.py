@@ -45,6 +45,8 @@ class HttpPeer:
     def __init__(self):
         self.requests: list[Request] = []
         self._scripts: dict[str, list[Reply]] = {}
+        self._limits: dict[str, tuple[float, str]] = {}  # path -> (min interval, Retry-After)
+        self._accepted_at: dict[str, float] = {}  # path -> when its last request within the limit arrived
         self._lock = threading.Lock()
         peer = self
 
@@ -52,10 +54,13 @@ class HttpPeer:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with peer._lock:
-                    script = peer._scripts.get(self.path)
-                    reply = script.pop(0) if script else Reply()
+                    now = time.monotonic()
+                    reply = peer._refusal(self.path, now)
+                    if reply is None:
+                        script = peer._scripts.get(self.path)
+                        reply = script.pop(0) if script else Reply()
                     peer.requests.append(
-                        Request("POST", self.path, dict(self.headers.items()), body, time.monotonic(), reply.status)
+                        Request("POST", self.path, dict(self.headers.items()), body, now, reply.status)
                     )
                 if reply.on_receipt is not None:
                     reply.on_receipt()
@@ -90,6 +95,26 @@ class HttpPeer:
     def script(self, path: str, *replies: Reply) -> None:
         """Answer the next requests to `path` with `replies`, in order."""
         self._scripts[path] = list(replies)
+
+    def limit(self, path: str, min_interval: float, retry_after: str = "1") -> None:
+        """Rate-check `path` as a rate-limited receiver such as Slack does: a request arriving
+        sooner than `min_interval` seconds after the previous accepted one is answered 429 with
+        Retry-After (recorded with that status; it takes no scripted reply and does not count as
+        accepted)."""
+        with self._lock:
+            self._limits[path] = (min_interval, retry_after)
+            self._accepted_at.pop(path, None)
+
+    def _refusal(self, path: str, now: float) -> Reply | None:
+        """The 429 for a request to `path` arriving at `now` too soon, else None (call under the lock)."""
+        if path not in self._limits:
+            return None
+        min_interval, retry_after = self._limits[path]
+        last = self._accepted_at.get(path)
+        if last is not None and now - last < min_interval:
+            return Reply(429, b"rate_limited", {"Retry-After": retry_after})
+        self._accepted_at[path] = now
+        return None
 
     def to(self, path: str) -> list[Request]:
         """The requests received on `path`."""

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 
-from relay.store import dead_letters, due
+from relay.store import dead_letters, destination_state, due
 from workers import migrate
 from workers.pausing import probe_due
 from workers.runtime import Runtime
@@ -35,6 +35,8 @@ def run(rt: Runtime, member: str) -> float | None:
         dead_letters.expire(rt.redis, rt.config.dead_letters.retention)
         migrate.carry_over(rt)
         rt.find_lanes()
+        for name in list(rt.lanes):
+            destination_state.release_stranded(rt.redis, name, rt.config.state_ttl)
         return time.time() + rt.config.operations.sweep_every
     log.error("unknown timer %s in relay:due (written by a newer version?); dropped", member)
     return None

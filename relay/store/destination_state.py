@@ -113,21 +113,32 @@ def pause(redis: Redis, name: str, reason: str, by: str, probe_every: float | No
 def resume(redis: Redis, name: str, by: str, state_ttl: int) -> int | None:
     """Resume `name` and release its parked deliveries; how many were released, None if not paused.
 
-    Everything parked is released before the pause is lifted, and once more after, for deliveries
-    parked in between: an interrupted resume leaves the destination paused, to be resumed again.
+    The pause is lifted first, so that no lane parks a released delivery again. What an
+    interrupted resume did not release is released by release_stranded, which every worker's
+    dead-letter expiry timer runs (workers/timers.py).
     """
     if not redis.hexists(keys.destination_key(name), "paused"):
         return None
-    released = _release_all(redis, name, state_ttl)
     pipe = redis.pipeline(transaction=True)
     pipe.hdel(keys.destination_key(name), "paused", "paused_at", "paused_by")
     pipe.hset(keys.destination_key(name), "failures", 0)
     due.cancel(pipe, probe_timer(name))
     pipe.execute()
-    released += _release_all(redis, name, state_ttl)
+    released = _release_all(redis, name, state_ttl)
     text = f"Destination {name} is resumed ({by}); {released} waiting deliveries released."
     log.warning(text)
     jobs.enqueue(redis, _announcement(redis, text))
+    return released
+
+
+def release_stranded(redis: Redis, name: str, state_ttl: int) -> int:
+    """Release deliveries parked for `name` although it is not paused (a resume that was
+    interrupted, or a probe's delivery put back after an operator resumed); how many."""
+    if redis.hexists(keys.destination_key(name), "paused") or not redis.llen(keys.parked_key(name)):
+        return 0
+    released = _release_all(redis, name, state_ttl)
+    if released:
+        log.warning("destination %s is not paused, but %d deliveries still waited for it: released", name, released)
     return released
 
 

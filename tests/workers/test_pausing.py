@@ -274,3 +274,22 @@ def test_a_paused_destination_with_a_large_backlog_does_not_hold_up_another(rela
     assert sorted(r.body for r in relay.http.to(CRM)) == bodies  # all 2,000, each once
     assert destination_state.get(relay.redis, "crm").parked == 0
     assert len(relay.http.to("/audit")) == 2000
+
+
+def test_deliveries_left_parked_for_an_active_destination_are_released_by_the_expiry_timer(relay_factory, caplog):
+    relay = relay_factory(PAUSING)
+    assert destination_state.pause(relay.redis, "crm", "maintenance", "operator", None)
+    events = sample_session(("WMS_LOADED",) * 3)
+    post(relay, events)
+    relay.drain()
+    assert destination_state.get(relay.redis, "crm").parked == 3
+    # A resume interrupted right after lifting the pause: the deliveries are still parked.
+    relay.redis.hdel(keys.destination_key("crm"), "paused", "paused_at", "paused_by")
+    relay.drain()
+    assert relay.http.to(CRM) == []
+    timers.ensure(relay.rt)
+    assert relay.run_due_timers() == 1
+    relay.drain()
+    assert sorted(r.body for r in relay.http.to(CRM)) == sorted(to_body(e) for e in events)
+    assert destination_state.get(relay.redis, "crm").parked == 0
+    assert "destination crm is not paused, but 3 deliveries still waited for it: released" in caplog.text
