@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from relay.domain.event import Event, parse_event
-from relay.domain.next_state import NextState, decide
+from relay.domain.next_state import NextState
 from relay.domain.outcome import Outcome
 from relay.domain.retry import plan
 from relay.store import deliveries, keys, queues
@@ -122,18 +122,13 @@ def _record_other(rt: Runtime, attempt: Attempt, outcome: Outcome, duration: flo
     config = rt.config.destinations.get(attempt.destination)
     age = time.time() - max(attempt.envelope["received_at"], attempt.envelope.get("replayed_at", 0))
     step = plan(config.retry, attempt.number, attempt.deferrals, outcome, age) if config else None
-    owned = attempt.claim.release(rt.redis)
-    next_state = decide(outcome, owned, attempt.probe_entry is not None, step)
-    record = attempt_record(
-        attempt.event.id, attempt.destination, attempt.number, outcome, next_state.retry_in, duration
-    )
-    deliveries.write_next_state(
+    next_state = deliveries.finish(
         rt.redis,
         attempt.claim,
         attempt.envelope,
         outcome,
-        record,
-        next_state,
+        step,
+        duration,
         probe_entry=attempt.probe_entry,
         attempts_ttl=attempts_ttl(rt),
         state_ttl=rt.config.state_ttl,

@@ -16,10 +16,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from itertools import count
 
-from relay.domain.next_state import NextState
 from relay.domain.outcome import Outcome
 from relay.store import deliveries, queues
-from relay.store.attempts import attempt_record
 from relay.store.deliveries import Claim
 from relay.store.queues import Take, Taken
 from workers.delivery import Attempt, attempts_ttl, read_envelope, send_and_record
@@ -77,7 +75,13 @@ class Lane:
                 number,
             )
         for event_id, number in result.missing:
-            log.error("%s -> %s attempt %d: the event is no longer stored; cannot send it", event_id, self.name, number)
+            log.error(
+                "%s -> %s attempt %d: the event is no longer stored (it waited longer than its TTL); marked dead,"
+                " it cannot be sent",
+                event_id,
+                self.name,
+                number,
+            )
         if result.parked:
             log.info("%s is paused: %d due deliveries wait for it", self.name, result.parked)
         for taken in result.taken:
@@ -103,15 +107,13 @@ class Lane:
         )
         claim = Claim(taken.event_id, self.name, taken.number, taken.deferrals, taken.owner)
         outcome = Outcome("permanent", "invalid event", f"{exc.__class__.__name__}: {exc}"[:500])
-        record = attempt_record(taken.event_id, self.name, taken.number, outcome, None, 0.0)
-        owned = claim.release(self.rt.redis)
-        deliveries.write_next_state(
+        deliveries.finish(
             self.rt.redis,
             claim,
             taken.envelope,
             outcome,
-            record,
-            NextState(owned, final="dead"),
+            None,
+            0.0,
             probe_entry=None,
             attempts_ttl=attempts_ttl(self.rt),
             state_ttl=self.rt.config.state_ttl,

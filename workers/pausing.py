@@ -25,13 +25,29 @@ def probe_once(rt: Runtime, name: str) -> bool:
     if config is None or not isinstance(entry, bytes):
         return False
     parked = Parked.from_json(entry)
-    pipe = rt.redis.pipeline(transaction=True)
-    destination_state.restore(pipe, name, parked, rt.config.state_ttl)
-    pipe.execute()
-    envelope = json.loads(parked.envelope_json)
-    attempt = Attempt(envelope, read_envelope(envelope), name, parked.number, parked.deferrals, probe_entry=entry)
-    if not attempt.claim.claim_probe(rt.redis, config.timeout + rt.config.operations.lease_grace, rt.config.state_ttl):
-        log.info("%s: already in hand elsewhere; not probing with it", attempt)
+    try:
+        envelope = json.loads(parked.envelope_json)
+        event = read_envelope(envelope)
+    except (TypeError, ValueError, KeyError) as exc:
+        # Parked without its event (it had expired): nothing to send, ever. Not a silent loss.
+        rt.redis.lrem(keys.parked_key(name), 1, entry)  # type: ignore[arg-type]  # Redis compares bytes
+        rt.redis.hset(keys.delivery_key(parked.event_id), name, "dead")
+        log.error(
+            "%s -> %s attempt %d: parked without a readable event (%s); dropped",
+            parked.event_id,
+            name,
+            parked.number,
+            exc.__class__.__name__,
+        )
+        return False
+    attempt = Attempt(envelope, event, name, parked.number, parked.deferrals, probe_entry=entry)
+    claimed = attempt.claim.claim_probe(
+        rt.redis, config.timeout + rt.config.operations.lease_grace, rt.config.state_ttl, parked.envelope_json, entry
+    )
+    if claimed != 1:
+        log.info(
+            "%s: %s; not probing with it", attempt, "in flight already" if claimed == 0 else "a stale copy, removed"
+        )
         return False
     log.info("probing paused destination %s with %s (attempt %d)", name, parked.event_id, parked.number)
     rt.lane(name).submit(attempt)

@@ -42,10 +42,16 @@ def run(rt: Runtime, member: str) -> float | None:
     return None
 
 
-def tick(rt: Runtime, now: float | None = None) -> int:
-    """Take and run every timer due now; return how many ran."""
-    members, token = due.take(rt.redis, LEASE, now=now)
-    for member in members:
+def tick(rt: Runtime, now: float | None = None, most: int = 50) -> int:
+    """Take and run the timers due now, one at a time, each under a lease of its own (a long one
+    cannot make the others look abandoned); return how many ran."""
+    ran = 0
+    while ran < most:
+        members, token = due.take(rt.redis, LEASE, limit=1, now=now)
+        if not members:
+            break
+        (member,) = members
+        ran += 1
         try:
             following = run(rt, member)
         except Exception:
@@ -53,7 +59,7 @@ def tick(rt: Runtime, now: float | None = None) -> int:
             continue  # its lease ends and it is due again
         if not due.done(rt.redis, member, token, following):
             log.warning("timer %s outlasted its %g s lease and was taken over", member, LEASE)
-    return len(members)
+    return ran
 
 
 class Ticker:

@@ -1,5 +1,5 @@
 """What follows a delivery attempt that did not simply succeed: a pure decision, written to Redis
-by relay.store.deliveries.write_next_state.
+by relay.store.deliveries.finish.
 
 The cases, in the order they are decided:
 - the attempt no longer owns its delivery (its lease ran out and the sweeper handed the delivery

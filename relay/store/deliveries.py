@@ -6,8 +6,8 @@ relay:delivery:<event id> holds each destination's state ("<attempt>.<deferrals>
 "dead"). An attempt is sent only when it is the one the state names and it holds the lease
 (lua/take.lua for queued attempts, lua/claim.lua for a probe), so neither an event read twice nor
 a duplicate retry sends again. A lease that runs out (the worker died) makes the attempt due
-again; only the attempt that still owns its delivery decides what follows (lua/release.lua,
-lua/delivered.lua).
+again; only the attempt that still owns its delivery decides what follows (lua/delivered.lua for
+a success, finish for the rest).
 """
 
 import json
@@ -16,9 +16,11 @@ from dataclasses import dataclass
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import WatchError
 
-from relay.domain.next_state import NextState
+from relay.domain.next_state import NextState, decide
 from relay.domain.outcome import Outcome
+from relay.domain.retry import Next
 from relay.store import attempts, dead_letters, keys, queues, replies, scripts
 from relay.store.destination_state import Parked
 
@@ -60,13 +62,18 @@ class Claim:
         """This attempt's member of relay:inflight:<destination> (and of its queue before)."""
         return queues.member(self.event_id, self.destination, self.number, self.deferrals)
 
-    def claim_probe(self, redis: Redis, lease_seconds: float, state_ttl: int) -> bool:
-        """Claim this attempt outside the queue, for a probe of a paused destination; True if
-        it is ours to send (lua/claim.lua)."""
-        return bool(
+    def claim_probe(self, redis: Redis, lease_seconds: float, state_ttl: int, envelope_json: str, entry: bytes) -> int:
+        """Claim this parked attempt for a probe of its paused destination (lua/claim.lua): 1 to
+        send it, 0 if it is in flight already, -1 if the entry was stale (and is removed)."""
+        return int(
             scripts.CLAIM.run(
                 redis,
-                [keys.delivery_key(self.event_id), keys.inflight_key(self.destination)],
+                [
+                    keys.delivery_key(self.event_id),
+                    keys.inflight_key(self.destination),
+                    keys.event_key(self.event_id),
+                    keys.parked_key(self.destination),
+                ],
                 [
                     self.destination,
                     f"{self.number}.{self.deferrals}",
@@ -74,6 +81,8 @@ class Claim:
                     time.time() + lease_seconds,
                     state_ttl,
                     self.owner,
+                    envelope_json,
+                    entry,
                 ],
             )
         )
@@ -107,38 +116,67 @@ class Claim:
         )
         return bool(owned), paused_by.decode() or None
 
-    def release(self, redis: Redis) -> bool:
-        """Give up the lease if this attempt still owns the delivery; True if it did (lua/release.lua)."""
-        return bool(
-            scripts.RELEASE.run(
-                redis,
-                [keys.delivery_key(self.event_id), keys.inflight_key(self.destination)],
-                [self.destination, self.owner, self.lease],
-            )
-        )
 
-
-def write_next_state(
+def finish(
     redis: Redis,
+    claim: Claim,
+    envelope: dict,
+    outcome: Outcome,
+    step: Next | None,
+    duration: float,
+    *,
+    probe_entry: bytes | None,
+    attempts_ttl: float,
+    state_ttl: int,
+) -> NextState:
+    """Record an attempt that did not simply succeed and write what follows, in one transaction
+    that holds only while this attempt still owns its delivery: its record, the destination's
+    failure count, its lease given back, and the delivery's retry, wait, or end (a dead letter).
+    `step` is the retry plan for `outcome` (relay.domain.retry.plan). Return the decision.
+
+    Nothing is given back before the rest is written: if Redis fails midway, the lease is still
+    there and the attempt is due again when it ends, never lost."""
+    event_id, destination = claim.event_id, claim.destination
+    delivery = keys.delivery_key(event_id)
+    with redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                # Another destination of the same event finishing changes the hash too: then try again.
+                pipe.watch(delivery)
+                owned = replies.optional_bytes(pipe.hget(delivery, f"{destination}:owner")) == claim.owner.encode()
+                next_state = decide(outcome, owned, probe_entry is not None, step)
+                record = attempts.attempt_record(
+                    event_id, destination, claim.number, outcome, next_state.retry_in, duration
+                )
+                pipe.multi()
+                _write(pipe, claim, envelope, outcome, record, next_state, probe_entry, attempts_ttl, state_ttl)
+                pipe.execute()
+                break
+            except WatchError:
+                continue
+    if next_state.final is not None:
+        # Done with this destination: the envelope may be unneeded now (a dead letter has its own).
+        forget_if_done(redis, event_id)
+    return next_state
+
+
+def _write(
+    pipe: Pipeline,
     claim: Claim,
     envelope: dict,
     outcome: Outcome,
     record: dict,
     next_state: NextState,
-    *,
     probe_entry: bytes | None,
     attempts_ttl: float,
     state_ttl: int,
 ) -> None:
-    """Write what follows an attempt that did not simply succeed, in one transaction: its record,
-    the destination's failure count, and the delivery's retry, wait, or end (a dead letter).
-    The attempt must already have released its lease (Claim.release)."""
     event_id, destination = claim.event_id, claim.destination
-    pipe = redis.pipeline(transaction=True)
     attempts.record_attempt(pipe, record, attempts_ttl)
     if not next_state.owned:
-        pipe.execute()
-        return
+        return  # the attempt that took the delivery over decides
+    pipe.hdel(keys.delivery_key(event_id), f"{destination}:owner")
+    pipe.zrem(keys.inflight_key(destination), claim.lease)
     health = keys.destination_key(destination)
     if next_state.failures == "reset":
         pipe.hset(health, "failures", 0)
@@ -160,7 +198,3 @@ def write_next_state(
         pipe.hset(keys.delivery_key(event_id), destination, next_state.final)
         if next_state.final == "dead":
             dead_letters.add(pipe, envelope, destination, outcome, claim.number)
-    pipe.execute()
-    if next_state.final is not None:
-        # Done with this destination: the envelope may be unneeded now (a dead letter has its own).
-        forget_if_done(redis, event_id)

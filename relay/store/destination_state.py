@@ -15,12 +15,11 @@ import time
 from dataclasses import dataclass
 
 from redis import Redis
-from redis.client import Pipeline
 from redis.exceptions import WatchError
 from redis.typing import EncodableT, FieldT
 from rq.job import Job
 
-from relay.store import due, jobs, keys, queues
+from relay.store import due, jobs, keys, scripts
 
 log = logging.getLogger(__name__)
 RELEASE_BATCH = 100
@@ -142,23 +141,17 @@ def release_stranded(redis: Redis, name: str, state_ttl: int) -> int:
     return released
 
 
-def restore(pipe: Pipeline, name: str, parked: Parked, state_ttl: int) -> None:
-    """Queue on `pipe` what a parked delivery needs to be sent: its envelope and its state."""
-    pipe.set(keys.event_key(parked.event_id), parked.envelope_json, ex=state_ttl)
-    pipe.hset(keys.delivery_key(parked.event_id), name, f"{parked.number}.{parked.deferrals}")
-    pipe.expire(keys.delivery_key(parked.event_id), state_ttl)
-
-
 def _release_all(redis: Redis, name: str, state_ttl: int) -> int:
+    """Release everything parked for `name` into its queue, due now (lua/release_parked.lua)."""
     released = 0
-    while entries := redis.lrange(keys.parked_key(name), 0, RELEASE_BATCH - 1):
-        pipe = redis.pipeline(transaction=True)
-        now = time.time()
-        for entry in entries:
-            parked = Parked.from_json(entry)
-            restore(pipe, name, parked, state_ttl)
-            queues.schedule(pipe, parked.event_id, name, parked.number, parked.deferrals, now, state_ttl)
-        pipe.ltrim(keys.parked_key(name), len(entries), -1)
-        pipe.execute()
-        released += len(entries)
-    return released
+    while True:
+        count, dropped = scripts.RELEASE_PARKED.run(
+            redis,
+            [keys.parked_key(name), keys.queue_key(name), keys.inflight_key(name)],
+            [name, RELEASE_BATCH, time.time(), state_ttl, keys.DELIVERY_PREFIX, keys.EVENT_PREFIX],
+        )
+        for why in dropped:
+            log.warning("parked delivery to %s not released: %s", name, why.decode())
+        released += int(count)
+        if not count and not dropped:
+            return released

@@ -46,7 +46,7 @@ class LuaScript:
 
 ACCEPT = LuaScript("accept.lua")
 CLAIM = LuaScript("claim.lua")
-RELEASE = LuaScript("release.lua")
+RELEASE_PARKED = LuaScript("release_parked.lua")
 DELIVERED = LuaScript("all_done.lua", "delivered.lua")
 FORGET = LuaScript("all_done.lua", "forget.lua")
 FORGET_READERS = LuaScript("forget_readers.lua")

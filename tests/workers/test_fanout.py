@@ -267,3 +267,33 @@ def test_a_retry_left_over_for_a_delivery_that_ended_meanwhile_does_nothing(rela
     assert "no longer stored" not in caplog.text
     assert len(relay.http.to(CRM_PATH)) == 1
     assert relay.redis.zcard(keys.queue_key("crm")) == 0  # dropped: its state says "ok"
+
+
+def test_a_failure_whose_record_fails_keeps_its_lease_and_is_sent_again(relay, caplog):
+    (event,) = sample_session(("WMS_LOADED",))
+    fanned_out = threading.Event()
+
+    def redis_fills_up():
+        # The receiver fails; Redis now refuses writes, so neither the retry nor the record lands.
+        assert fanned_out.wait(10)
+        relay.redis.config_set("maxmemory", "1")
+
+    relay.http.script(CRM_PATH, Reply(500, b"down", on_receipt=redis_fills_up))
+    signed_post(relay.client, to_body(event))
+    try:
+        Drain(relay.rt, name="tests").drain_all()
+        assert relay.rt.lane("crm").start_due() == 1
+        fanned_out.set()
+        assert relay.rt.wait_idle(10)
+    finally:
+        relay.redis.config_set("maxmemory", "0")
+    event_id = f"wms:{event['sessionId']}:0"
+    assert (
+        f"{event_id} -> crm attempt 1: transient, but not recorded; it is sent again when its lease ends" in caplog.text
+    )
+    # Nothing was given back: the lease is still there, so the attempt is not lost.
+    assert relay.redis.zcard(keys.inflight_key("crm")) == 1
+    assert relay.expire_leases() == 1
+    relay.drain()
+    assert len(relay.http.to(CRM_PATH)) == 2
+    assert relay.redis.hget(keys.delivery_key(event_id), "crm") == b"ok"

@@ -2,6 +2,7 @@
 and operators are told once; by hand too."""
 
 import json
+import logging
 import threading
 import time
 
@@ -293,3 +294,23 @@ def test_deliveries_left_parked_for_an_active_destination_are_released_by_the_ex
     assert sorted(r.body for r in relay.http.to(CRM)) == sorted(to_body(e) for e in events)
     assert destination_state.get(relay.redis, "crm").parked == 0
     assert "destination crm is not paused, but 3 deliveries still waited for it: released" in caplog.text
+
+
+def test_a_probe_never_resends_a_delivery_that_is_already_done(relay_factory, caplog):
+    caplog.set_level(logging.INFO, logger="workers")
+    relay = relay_factory(PAUSING)
+    (event,) = sample_session(("WMS_LOADED",))
+    post(relay, [event])
+    relay.drain()
+    event_id = f"wms:{event['sessionId']}:0"
+    assert relay.redis.hget(keys.delivery_key(event_id), "crm") == b"ok"
+    # A stale parked copy of that delivery (e.g. left by a crash), while crm is paused by us.
+    envelope = {"v": 1, "id": event_id, "source": "wms", "received_at": time.time(), "body": to_body(event).decode()}
+    relay.redis.rpush(keys.parked_key("crm"), json.dumps([event_id, 1, 0, json.dumps(envelope)]))
+    assert destination_state.pause(relay.redis, "crm", "testing", "auto", 60)
+    assert relay.run_due_timers() == 1
+    relay.drain()
+    assert len(relay.http.to(CRM)) == 1  # not sent again
+    assert relay.redis.hget(keys.delivery_key(event_id), "crm") == b"ok"
+    assert relay.redis.llen(keys.parked_key("crm")) == 0  # the stale copy is gone
+    assert f"{event_id} -> crm attempt 1: a stale copy, removed; not probing with it" in caplog.text

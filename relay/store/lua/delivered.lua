@@ -1,6 +1,6 @@
 -- Record a successful attempt and, if it still owns its delivery, close the delivery: one round
--- trip for what most attempts are (the failure path is relay/store/deliveries.py's write_next_state).
--- The attempt is logged either way; only the owner (see take.lua, claim.lua, release.lua) may close it.
+-- trip for what most attempts are (the failure path is relay/store/deliveries.py's finish).
+-- The attempt is logged either way; only the owner (see take.lua, claim.lua, and deliveries.py finish) may close it.
 -- Closing: drop the lease, mark the destination "ok", clear its failure count, and forget the
 -- event's envelope once every destination of the event is done ("ok" or "dead"): all_done
 -- (all_done.lua) is prepended when the script is loaded.

@@ -18,7 +18,8 @@
 -- ARGV[8] at most this many reclaimed or parked per call  ARGV[9] relay:delivery: prefix
 -- ARGV[10] relay:event: prefix
 -- Returns {taken {{member, owner, envelope}, ...}, reclaimed {member, ...}, parked count,
---          missing {member, ...} (envelope gone), ms until something may be due (-1: nothing)}.
+--          missing {member, ...} (its event expired: marked dead, never sendable), ms until
+--          something may be due (-1: nothing)}.
 local now = tonumber(ARGV[2])
 local function attempt_of(member)
   local d = cjson.decode(member)
@@ -27,9 +28,12 @@ end
 
 local reclaimed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, ARGV[8])
 for _, member in ipairs(reclaimed) do
-  local id = attempt_of(member)
+  local id, attempt = attempt_of(member)
   redis.call('ZREM', KEYS[2], member)
-  redis.call('HDEL', ARGV[9] .. id, ARGV[1] .. ':owner')
+  -- Only if the delivery still names this attempt: a stale lease must not strip a live owner.
+  if redis.call('HGET', ARGV[9] .. id, ARGV[1]) == attempt then
+    redis.call('HDEL', ARGV[9] .. id, ARGV[1] .. ':owner')
+  end
   redis.call('ZADD', KEYS[1], now, member)
 end
 
@@ -40,10 +44,16 @@ if redis.call('HEXISTS', KEYS[3], 'paused') == 1 then
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[8])) do
     redis.call('ZREM', KEYS[1], member)
     local id, attempt = attempt_of(member)
-    if redis.call('HGET', ARGV[9] .. id, ARGV[1]) == attempt then
-      local d = cjson.decode(member)
-      redis.call('RPUSH', KEYS[4], cjson.encode({id, d[3], d[4], redis.call('GET', ARGV[10] .. id)}))
-      parked = parked + 1
+    if redis.call('HGET', ARGV[9] .. id, ARGV[1]) == attempt and not redis.call('ZSCORE', KEYS[2], member) then
+      local envelope = redis.call('GET', ARGV[10] .. id)
+      if envelope then
+        local d = cjson.decode(member)
+        redis.call('RPUSH', KEYS[4], cjson.encode({id, d[3], d[4], envelope}))
+        parked = parked + 1
+      else
+        redis.call('HSET', ARGV[9] .. id, ARGV[1], 'dead')
+        table.insert(missing, member)
+      end
     end
   end
 end
@@ -81,6 +91,8 @@ while #taken < free and looked < tonumber(ARGV[8]) do
         redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), member)
         table.insert(taken, {member, owner, envelope})
       else
+        -- Its event expired while it waited (longer than the state TTL): it can never be sent.
+        redis.call('HSET', state_key, ARGV[1], 'dead')
         table.insert(missing, member)
       end
     end

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from config.settings import Settings
-from relay.store import keys, queues
+from relay.store import destination_state, keys, queues
 from relay.store.connection import connect
 from relay.store.queues import Backlog
 
@@ -144,6 +144,7 @@ def test_a_member_whose_envelope_is_gone_is_reported_missing(redis):
     result = take(redis)
 
     assert result.missing == [("gone", 2)]
+    assert redis.hget(keys.delivery_key("gone"), "crm") == b"dead"  # never sendable: not left pending
     assert [t.event_id for t in result.taken] == ["e2"]
     assert queued(redis) == []
     assert [m for m, _ in in_flight(redis)] == [queues.member("e2", "crm", 1, 0).encode()]
@@ -346,3 +347,76 @@ def test_racing_takers_take_every_delivery_exactly_once(redis, redis_server):
     assert len(set(all_owners)) == total
     assert redis.zcard(keys.queue_key("crm")) == 0
     assert redis.zcard(keys.inflight_key("crm")) == total
+
+
+def test_a_reclaimed_stale_lease_leaves_a_live_attempts_owner_alone(redis):
+    put(redis, "e1", number=2)
+    redis.hset(keys.delivery_key("e1"), "crm:owner", "live-attempt-3")
+    redis.hset(keys.delivery_key("e1"), "crm", "3.0")  # the delivery moved on to attempt 3
+    redis.zadd(keys.inflight_key("crm"), {queues.member("e1", "crm", 2, 0): NOW - 1})  # attempt 2's old lease
+    redis.zrem(keys.queue_key("crm"), queues.member("e1", "crm", 2, 0))
+    result = take(redis)
+    assert result.reclaimed == [("e1", 2)] and result.taken == []  # reclaimed, then dropped as stale
+    assert redis.hget(keys.delivery_key("e1"), "crm:owner") == b"live-attempt-3"
+
+
+def test_a_paused_destination_parks_neither_a_delivery_in_flight_nor_one_without_its_event(redis):
+    redis.hset(keys.destination_key("crm"), "paused", "maintenance")
+    flying = put(redis, "flying")
+    redis.zadd(keys.inflight_key("crm"), {flying: NOW + 60})  # a probe is sending it
+    put(redis, "gone", envelope=False)
+    result = take(redis)
+    assert result.parked == 0 and result.missing == [("gone", 1)]
+    assert redis.llen(keys.parked_key("crm")) == 0
+    assert redis.hget(keys.delivery_key("gone"), "crm") == b"dead"
+
+
+def parked_entry(event_id, number=1, deferrals=0, envelope=True):
+    body = json.dumps(envelope_of(event_id)) if envelope else False
+    return json.dumps([event_id, number, deferrals, body])
+
+
+def test_releasing_parked_deliveries_restores_each_once_and_drops_stale_copies(redis, caplog):
+    redis.hset(keys.delivery_key("done"), "crm", "ok")
+    redis.hset(keys.delivery_key("flying"), "crm", "1.0")
+    redis.zadd(keys.inflight_key("crm"), {queues.member("flying", "crm", 1, 0): NOW + 60})
+    redis.hset(keys.delivery_key("a/b"), "crm", "2.1")  # a '/' in the id: the member is built as Python builds it
+    redis.rpush(
+        keys.parked_key("crm"),
+        parked_entry("a/b", 2, 1),
+        parked_entry("done"),
+        parked_entry("flying"),
+        parked_entry("gone", envelope=False),
+        parked_entry("expired"),  # its state and event expired while it waited: restored
+    )
+    assert destination_state._release_all(redis, "crm", TTL) == 2
+    assert sorted(m for m, _ in queued(redis)) == sorted(
+        [queues.member("a/b", "crm", 2, 1).encode(), queues.member("expired", "crm", 1, 0).encode()]
+    )
+    assert redis.hget(keys.delivery_key("expired"), "crm") == b"1.0" and redis.exists(keys.event_key("expired"))
+    assert redis.hget(keys.delivery_key("done"), "crm") == b"ok"  # not resurrected
+    assert redis.hget(keys.delivery_key("gone"), "crm") == b"dead"
+    assert redis.llen(keys.parked_key("crm")) == 0
+    assert "parked delivery to crm not released: done 1.0: already ok" in caplog.text
+
+
+def test_two_releasers_at_once_release_every_parked_delivery_exactly_once(redis, redis_server):
+    total = 1000
+    for i in range(total):
+        redis.hset(keys.delivery_key(f"e{i}"), "crm", "1.0")
+        redis.rpush(keys.parked_key("crm"), parked_entry(f"e{i}"))
+    clients = [connect(Settings.from_env({"REDIS_URL": redis_server.url}).redis_url) for _ in range(2)]
+    counts: list[int] = []
+    start = threading.Barrier(2)
+
+    def run(client) -> None:
+        start.wait()
+        counts.append(destination_state._release_all(client, "crm", TTL))
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sum(counts) == total and redis.zcard(keys.queue_key("crm")) == total
+    assert redis.llen(keys.parked_key("crm")) == 0
