@@ -47,7 +47,7 @@ class _Worker(SimpleWorker):
 def main(argv: list[str] | None = None) -> int:
     """Check settings and config, then read the inbox, send and run timers until told to stop."""
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__.splitlines()[0])
-    parser.add_argument("--burst", action="store_true", help="exit once the inbox, the queues and RQ's are empty")
+    parser.add_argument("--burst", action="store_true", help="exit once nothing is due now (later retries stay queued)")
     args = parser.parse_args(argv)
     try:
         settings, config = load()

@@ -115,8 +115,7 @@ class Drain:
         self._thread.start()
 
     def stop(self) -> None:
-        """Finish the batch in hand and stop reading (within a read's BLOCK_MS, or once the
-        delivery threads it waits for are free: their sends have timeouts)."""
+        """Finish the batch in hand and stop reading (within a read's BLOCK_MS)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
