@@ -79,16 +79,16 @@ def test_an_attempt_lost_with_its_worker_is_due_again_when_its_lease_ends(relay,
     assert f"{event_id} -> crm attempt 1 was lost in flight (its worker stopped?); trying it again" in caplog.text
 
 
-def test_an_attempt_whose_record_fails_is_sent_again_when_its_lease_ends(relay, caplog):
-    (event,) = sample_session(("WMS_LOADED",))
+def send_while_redis_fills_up(relay, event, status: int = 200) -> None:
+    """Post `event` and send its callback, which answers `status`; as the answer arrives, Redis
+    starts refusing writes (out of memory), so the attempt's record cannot be written."""
     fanned_out = threading.Event()
 
     def redis_fills_up():
-        # The send has happened; Redis now refuses writes (out of memory), so its record fails.
         assert fanned_out.wait(10)
         relay.redis.config_set("maxmemory", "1")
 
-    relay.http.script(CRM_PATH, Reply(on_receipt=redis_fills_up))
+    relay.http.script(CRM_PATH, Reply(status, b"ok" if status == 200 else b"down", on_receipt=redis_fills_up))
     signed_post(relay.client, to_body(event))
     try:
         Drain(relay.rt, name="tests").drain_all()
@@ -97,6 +97,11 @@ def test_an_attempt_whose_record_fails_is_sent_again_when_its_lease_ends(relay, 
         assert relay.rt.wait_idle(10)
     finally:
         relay.redis.config_set("maxmemory", "0")
+
+
+def test_an_attempt_whose_record_fails_is_sent_again_when_its_lease_ends(relay, caplog):
+    (event,) = sample_session(("WMS_LOADED",))
+    send_while_redis_fills_up(relay, event)
     event_id = f"wms:{event['sessionId']}:0"
     assert f"{event_id} -> crm attempt 1: ok, but not recorded; it is sent again when its lease ends" in caplog.text
     assert relay.expire_leases() == 1
@@ -271,22 +276,7 @@ def test_a_retry_left_over_for_a_delivery_that_ended_meanwhile_does_nothing(rela
 
 def test_a_failure_whose_record_fails_keeps_its_lease_and_is_sent_again(relay, caplog):
     (event,) = sample_session(("WMS_LOADED",))
-    fanned_out = threading.Event()
-
-    def redis_fills_up():
-        # The receiver fails; Redis now refuses writes, so neither the retry nor the record lands.
-        assert fanned_out.wait(10)
-        relay.redis.config_set("maxmemory", "1")
-
-    relay.http.script(CRM_PATH, Reply(500, b"down", on_receipt=redis_fills_up))
-    signed_post(relay.client, to_body(event))
-    try:
-        Drain(relay.rt, name="tests").drain_all()
-        assert relay.rt.lane("crm").start_due() == 1
-        fanned_out.set()
-        assert relay.rt.wait_idle(10)
-    finally:
-        relay.redis.config_set("maxmemory", "0")
+    send_while_redis_fills_up(relay, event, status=500)
     event_id = f"wms:{event['sessionId']}:0"
     assert (
         f"{event_id} -> crm attempt 1: transient, but not recorded; it is sent again when its lease ends" in caplog.text

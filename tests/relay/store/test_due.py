@@ -2,13 +2,11 @@
 Redis: set once, taken with a lease that is also the taker's token, finished only by that token,
 and never taken twice by racing takers."""
 
-import threading
 import time
 from collections import Counter
 
-from config.settings import Settings
 from relay.store import due, keys
-from relay.store.connection import connect
+from tests.races import race
 
 NOW = 1_700_000_000.0
 PROBE = due.timer(due.PROBE, "crm")
@@ -118,32 +116,12 @@ def test_done_for_a_timer_cancelled_meanwhile_changes_nothing(redis):
 def test_racing_takers_take_every_timer_exactly_once(redis, redis_server):
     total, takers = 1000, 8
     redis.zadd(keys.DUE, {due.timer(due.PROBE, f"d{i}"): int((time.time() - 1) * 1000) for i in range(total)})
-    clients = [connect(Settings.from_env({"REDIS_URL": redis_server.url}).redis_url) for _ in range(takers)]
-    taken: list[list[tuple[str, str]]] = [[] for _ in range(takers)]
-    errors: list[BaseException] = []
-    start = threading.Barrier(takers)
 
-    def run(n: int) -> None:
-        try:
-            start.wait()
-            while True:
-                members, token = due.take(clients[n], lease=60.0, limit=10)
-                if not members:
-                    return
-                taken[n].extend((member, token) for member in members)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
+    def step(client, n, call):
+        members, token = due.take(client, lease=60.0, limit=10)
+        return [(member, token) for member in members]
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(takers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    for client in clients:
-        client.close()
-
-    assert errors == []
-    assert not any(thread.is_alive() for thread in threads)
+    taken = race(redis_server.url, takers, step)
     counts = Counter(member for found in taken for member, _ in found)
     assert len(counts) == total
     assert set(counts.values()) == {1}

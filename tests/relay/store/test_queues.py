@@ -12,6 +12,7 @@ from config.settings import Settings
 from relay.store import destination_state, keys, queues
 from relay.store.connection import connect
 from relay.store.queues import Backlog
+from tests.races import race
 
 # A fixed clock, whole milliseconds: the rate limit's next turn is stored to the millisecond.
 NOW = 1_700_000_000.0
@@ -310,36 +311,12 @@ def test_racing_takers_take_every_delivery_exactly_once(redis, redis_server):
         queues.schedule(pipe, event_id, "crm", 1, 0, NOW - total + i, TTL)
     pipe.execute()
 
-    clients = [connect(Settings.from_env({"REDIS_URL": redis_server.url}).redis_url) for _ in range(takers)]
-    taken: list[list[str]] = [[] for _ in range(takers)]
-    owners: list[list[str]] = [[] for _ in range(takers)]
-    errors: list[BaseException] = []
-    start = threading.Barrier(takers)
+    def step(client, n, call):
+        return queues.take(client, "crm", 16, 60.0, 0.0, f"t{n}-{call}", TTL, now=NOW).taken
 
-    def run(n: int) -> None:
-        try:
-            start.wait()
-            calls = 0
-            while True:
-                result = queues.take(clients[n], "crm", 16, 60.0, 0.0, f"t{n}-{calls}", TTL, now=NOW)
-                calls += 1
-                if not result.taken:
-                    return
-                taken[n].extend(t.event_id for t in result.taken)
-                owners[n].extend(t.owner for t in result.taken)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(takers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    for client in clients:
-        client.close()
-
-    assert errors == []
-    assert not any(thread.is_alive() for thread in threads)
+    found = race(redis_server.url, takers, step)
+    taken = [[t.event_id for t in items] for items in found]
+    owners = [[t.owner for t in items] for items in found]
     counts = Counter(event_id for found in taken for event_id in found)
     assert len(counts) == total
     assert set(counts.values()) == {1}
