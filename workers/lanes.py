@@ -13,6 +13,7 @@ limit's next turn), and at least every IDLE_POLL seconds for work queued by othe
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import count
 
@@ -121,12 +122,16 @@ class Lane:
 
     def submit(self, attempt: Attempt) -> None:
         """Send `attempt` (already holding its lease) on one of this lane's threads."""
+        self.submit_task(lambda: send_and_record(self.rt, attempt))
+
+    def submit_task(self, task: Callable[[], None]) -> None:
+        """Run `task` (a send) on one of this lane's threads, counted as in flight."""
         with self._idle:
             self._in_flight += 1
 
         def run() -> None:
             try:
-                send_and_record(self.rt, attempt)
+                task()
             finally:
                 with self._idle:
                     self._in_flight -= 1

@@ -10,7 +10,7 @@ import time
 from relay.store import destination_state, due, keys
 from relay.store.destination_state import Parked
 from workers import runtime
-from workers.delivery import Attempt, read_envelope
+from workers.delivery import Attempt, read_envelope, send_and_record
 from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def probe_once(rt: Runtime, name: str) -> bool:
     """Send the oldest waiting delivery of paused `name`, although it is paused; True if a probe
-    was sent. The delivery stays parked while it is tried: a success takes it off and resumes the
+    was started. The delivery stays parked while it is tried: a success takes it off and resumes the
     destination, a failure leaves it first in line (relay/domain/next_state.py)."""
     config = rt.config.destinations.get(name)
     entry = rt.redis.lindex(keys.parked_key(name), 0)
@@ -41,16 +41,19 @@ def probe_once(rt: Runtime, name: str) -> bool:
         )
         return False
     attempt = Attempt(envelope, event, name, parked.number, parked.deferrals, probe_entry=entry)
-    claimed = attempt.claim.claim_probe(
-        rt.redis, config.timeout + rt.config.operations.lease_grace, rt.config.state_ttl, parked.envelope_json, entry
-    )
-    if claimed != 1:
-        log.info(
-            "%s: %s; not probing with it", attempt, "in flight already" if claimed == 0 else "a stale copy, removed"
-        )
-        return False
-    log.info("probing paused destination %s with %s (attempt %d)", name, parked.event_id, parked.number)
-    rt.lane(name).submit(attempt)
+    lease = config.timeout + rt.config.operations.lease_grace
+
+    def claim_and_send() -> None:
+        # Claimed on the thread that sends it, so its lease starts when its send can start.
+        claimed = attempt.claim.claim_probe(rt.redis, lease, rt.config.state_ttl, parked.envelope_json, entry)
+        if claimed != 1:
+            why = "in flight already" if claimed == 0 else "a stale copy, removed"
+            log.info("%s: %s; not probing with it", attempt, why)
+            return
+        log.info("probing paused destination %s with %s (attempt %d)", name, parked.event_id, parked.number)
+        send_and_record(rt, attempt)
+
+    rt.lane(name).submit_task(claim_and_send)
     return True
 
 
