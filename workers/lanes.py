@@ -44,6 +44,7 @@ class Lane:
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{name}")
         self._idle = threading.Condition()
         self._in_flight = 0
+        self._probing = False  # a probe is waiting for a thread or sending (workers/pausing.py)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -123,6 +124,29 @@ class Lane:
     def submit(self, attempt: Attempt) -> None:
         """Send `attempt` (already holding its lease) on one of this lane's threads."""
         self.submit_task(lambda: send_and_record(self.rt, attempt))
+
+    def start_probe(self, task: Callable[[], None]) -> bool:
+        """Run a probe (`task`) on one of this lane's threads unless one is still waiting or
+        sending; False if one is. Probes of a slow destination must not pile up behind each other."""
+        with self._idle:
+            if self._probing:
+                return False
+            self._probing = True
+
+        def probe() -> None:
+            try:
+                task()
+            finally:
+                with self._idle:
+                    self._probing = False
+
+        try:
+            self.submit_task(probe)
+        except BaseException:
+            with self._idle:
+                self._probing = False
+            raise
+        return True
 
     def submit_task(self, task: Callable[[], None]) -> None:
         """Run `task` (a send) on one of this lane's threads, counted as in flight."""

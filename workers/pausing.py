@@ -32,6 +32,7 @@ def probe_once(rt: Runtime, name: str) -> bool:
         # Parked without its event (it had expired): nothing to send, ever. Not a silent loss.
         rt.redis.lrem(keys.parked_key(name), 1, entry)  # type: ignore[arg-type]  # Redis compares bytes
         rt.redis.hset(keys.delivery_key(parked.event_id), name, "dead")
+        rt.redis.expire(keys.delivery_key(parked.event_id), rt.config.state_ttl)
         log.error(
             "%s -> %s attempt %d: parked without a readable event (%s); dropped",
             parked.event_id,
@@ -53,7 +54,9 @@ def probe_once(rt: Runtime, name: str) -> bool:
         log.info("probing paused destination %s with %s (attempt %d)", name, parked.event_id, parked.number)
         send_and_record(rt, attempt)
 
-    rt.lane(name).submit_task(claim_and_send)
+    if not rt.lane(name).start_probe(claim_and_send):
+        log.info("probing %s: the previous probe is still in hand; not starting another", name)
+        return False
     return True
 
 

@@ -11,18 +11,21 @@ a success, finish for the rest).
 """
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 
 from redis import Redis
 from redis.client import Pipeline
-from redis.exceptions import WatchError
+from redis.exceptions import RedisError, WatchError
 
 from relay.domain.next_state import NextState, decide
 from relay.domain.outcome import Outcome
 from relay.domain.retry import Next
 from relay.store import attempts, dead_letters, keys, queues, replies, scripts
 from relay.store.destination_state import Parked
+
+log = logging.getLogger(__name__)
 
 
 def keep_envelope(pipe: Pipeline, envelope: dict, ttl: int) -> None:
@@ -156,7 +159,15 @@ def finish(
                 continue
     if next_state.final is not None:
         # Done with this destination: the envelope may be unneeded now (a dead letter has its own).
-        forget_if_done(redis, event_id)
+        # What follows is written already: a failure here only leaves the envelope to its TTL.
+        try:
+            forget_if_done(redis, event_id)
+        except RedisError as exc:
+            log.warning(
+                "%s: could not forget the delivered event's envelope (%s); it expires with its TTL",
+                event_id,
+                exc.__class__.__name__,
+            )
     return next_state
 
 

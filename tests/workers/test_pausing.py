@@ -17,6 +17,7 @@ from relay.store.inbox import Inbox
 from tests.conftest import FANOUT_YAML, signed_post
 from tests.peers import Reply
 from workers import timers
+from workers.pausing import probe_once
 
 CRM = "/crm?token=crm-token"
 SLACK = "/slack/T000/B000/XXXX"
@@ -314,3 +315,18 @@ def test_a_probe_never_resends_a_delivery_that_is_already_done(relay_factory, ca
     assert relay.redis.hget(keys.delivery_key(event_id), "crm") == b"ok"
     assert relay.redis.llen(keys.parked_key("crm")) == 0  # the stale copy is gone
     assert f"{event_id} -> crm attempt 1: a stale copy, removed; not probing with it" in caplog.text
+
+
+def test_probes_of_a_slow_destination_do_not_pile_up(relay_factory, caplog):
+    caplog.set_level(logging.INFO, logger="workers")
+    relay = relay_factory(PAUSING)
+    post(relay, sample_session(("WMS_LOADED",)))
+    assert destination_state.pause(relay.redis, "crm", "testing", "auto", 60)
+    relay.drain()  # the delivery is parked
+    relay.http.script(CRM, Reply(200, b"ok", delay=1.0))  # the receiver is back, but slow
+    assert probe_once(relay.rt, "crm")  # a probe starts...
+    assert not probe_once(relay.rt, "crm")  # ...and the next tick starts none while it is in hand
+    assert "probing crm: the previous probe is still in hand; not starting another" in caplog.text
+    assert relay.rt.wait_idle(10)
+    assert len(relay.http.to(CRM)) == 1
+    assert destination_state.get(relay.redis, "crm").paused is None  # its success resumed crm

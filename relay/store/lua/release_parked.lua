@@ -14,10 +14,15 @@ local function js(s)
   return (string.gsub(cjson.encode(s), '\\/', '/'))
 end
 local entries = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+-- Decoded before anything is written: an entry that does not decode fails the script whole, with
+-- the list untouched (Redis does not roll back a script that fails halfway).
+local decoded = {}
+for i, entry in ipairs(entries) do
+  decoded[i] = cjson.decode(entry)
+end
 redis.call('LTRIM', KEYS[1], #entries, -1)
 local released, dropped = 0, {}
-for _, entry in ipairs(entries) do
-  local p = cjson.decode(entry)
+for _, p in ipairs(decoded) do
   local id, number, deferrals, envelope = p[1], p[2], p[3], p[4]
   local attempt = string.format('%d.%d', number, deferrals)
   local member = '[' .. js(id) .. ', ' .. js(ARGV[1]) .. ', ' .. string.format('%d, %d', number, deferrals) .. ']'
@@ -29,6 +34,7 @@ for _, entry in ipairs(entries) do
     table.insert(dropped, id .. ' ' .. attempt .. ': in flight (a probe)')
   elseif type(envelope) ~= 'string' then
     redis.call('HSET', state_key, ARGV[1], 'dead')
+    redis.call('EXPIRE', state_key, ARGV[4])
     table.insert(dropped, id .. ' ' .. attempt .. ': the event is no longer stored; marked dead')
   else
     if redis.call('EXISTS', ARGV[6] .. id) == 0 then

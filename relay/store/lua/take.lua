@@ -52,6 +52,7 @@ if redis.call('HEXISTS', KEYS[3], 'paused') == 1 then
         parked = parked + 1
       else
         redis.call('HSET', ARGV[9] .. id, ARGV[1], 'dead')
+        redis.call('EXPIRE', ARGV[9] .. id, ARGV[7])
         table.insert(missing, member)
       end
     end
@@ -93,6 +94,7 @@ while #taken < free and looked < tonumber(ARGV[8]) do
       else
         -- Its event expired while it waited (longer than the state TTL): it can never be sent.
         redis.call('HSET', state_key, ARGV[1], 'dead')
+        redis.call('EXPIRE', state_key, ARGV[7])
         table.insert(missing, member)
       end
     end
