@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 import requests
 import requests.adapters
 from redis import Redis
-from rq import get_current_job
 from rq.suspension import is_suspended
 
 from config.loader import load
@@ -132,11 +131,3 @@ def current() -> Runtime:
         install(built)
         return built
     return _current
-
-
-def current_job_id() -> str:
-    """The id of the RQ job being run, for RQ's entry points only (RQ runs them inside a job)."""
-    job = get_current_job()
-    if job is None:
-        raise RuntimeError("an RQ entry point was called outside an RQ job")
-    return job.id

@@ -33,18 +33,6 @@ def keep_envelope(pipe: Pipeline, envelope: dict, ttl: int) -> None:
     pipe.set(keys.event_key(envelope["id"]), json.dumps(envelope, separators=(",", ":")), ex=ttl)
 
 
-def stored_envelope(redis: Redis, event_id: str) -> dict | None:
-    """The envelope kept for an event's retries, or None once every destination is done."""
-    text = redis.get(keys.event_key(event_id))
-    return json.loads(text) if text is not None else None
-
-
-def state_of(redis: Redis, event_id: str, destination: str) -> str | None:
-    """One delivery's state: "<attempt>.<deferrals>", "ok", "dead", or None."""
-    state = replies.optional_bytes(redis.hget(keys.delivery_key(event_id), destination))
-    return state.decode() if state is not None else None
-
-
 def forget_if_done(redis: Redis, event_id: str) -> None:
     """Delete the event's stored envelope if every destination of it is done (lua/forget.lua)."""
     scripts.FORGET.run(redis, [keys.delivery_key(event_id), keys.event_key(event_id)], [])
