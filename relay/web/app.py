@@ -13,7 +13,7 @@ from config.settings import Settings
 from relay import logs
 from relay.store.connection import connect
 from relay.store.inbox import Inbox
-from relay.web import admin, errors, health, hooks
+from relay.web import admin, errors, health, hooks, openapi
 
 
 def create_app(
@@ -45,6 +45,7 @@ def create_app(
     app.register_blueprint(hooks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(openapi.bp)
     return app
 
 
