@@ -16,8 +16,11 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
+
+from relay.domain.outcome import Outcome
 from relay.domain.routing import route
-from relay.store import deliveries, keys, queues
+from relay.store import dead_letters, deliveries, keys, queues
 from workers import runtime
 from workers.delivery import read_envelope
 from workers.runtime import Runtime
@@ -42,18 +45,25 @@ def fan_out_batch(rt: Runtime, entries: list[tuple[bytes | None, dict | None]]) 
     were queued.
 
     An envelope of None (an entry deleted before it was acknowledged, or not one of ours) is only
-    acknowledged. An entry whose writes did not all land stays pending, to be read again.
+    acknowledged. An event that cannot be routed becomes a dead letter (dead_letters.ROUTING)
+    before its entry is acknowledged. An entry whose writes did not all land stays pending, to be
+    read again.
     """
-    routed = [
-        item
-        for entry_id, envelope in entries
-        if envelope is not None
-        if (item := _route(rt, entry_id, envelope)) is not None
-    ]
+    routed: list[_Routed] = []
+    unroutable: list[_Unroutable] = []
+    for entry_id, envelope in entries:
+        if envelope is not None:
+            item = _route(rt, entry_id, envelope)
+            if isinstance(item, _Routed):
+                routed.append(item)
+            elif isinstance(item, _Unroutable):
+                unroutable.append(item)
     failed: list[bytes | None] = []
     queued = 0
     for chunk in _chunks(routed, FANOUT_CHUNK):
         queued += _enqueue(rt, chunk, failed)
+    if unroutable:
+        _dead_letter(rt, unroutable, failed)
     done = [entry_id for entry_id, _ in entries if entry_id is not None and entry_id not in failed]
     if done:
         # After the deliveries are queued, never beside them: Redis acknowledges even when a write
@@ -69,31 +79,49 @@ def fan_out_batch(rt: Runtime, entries: list[tuple[bytes | None, dict | None]]) 
     return queued
 
 
-def _route(rt: Runtime, entry_id: bytes | None, envelope: dict) -> _Routed | None:
-    """The event's first attempts; None (logged) for an event that goes nowhere."""
-    # One bad entry must not hold up the others: it is kept in the log, not retried for ever.
+@dataclass(frozen=True)
+class _Unroutable:
+    """An event whose envelope could not be read or whose routing raised: kept as a dead letter."""
+
+    entry_id: bytes | None
+    envelope: dict
+    reason: str
+
+
+def _route(rt: Runtime, entry_id: bytes | None, envelope: dict) -> _Routed | _Unroutable | None:
+    """The event's first attempts; _Unroutable for one that cannot be routed; None (logged at
+    INFO) for one that matches no rule, or (at ERROR) for an entry that is not an event at all."""
     where = f"inbox entry {entry_id.decode()}" if entry_id else "a queued event"
     try:
         event = read_envelope(envelope)  # written by our own inbox: only a bug or a hand-made entry fails
-    except Exception as exc:  # noqa: BLE001
-        log.error("%s is not a valid envelope (%s); skipped: %s", where, exc, json.dumps(envelope)[:2000])
-        return None
-    try:
         result = route(rt.config.rules, event)
-    except Exception as exc:  # noqa: BLE001 - e.g. a payload number too large for a rule's bound
-        log.error(
-            "%s (%s) could not be routed (%s: %s); skipped: %s",
-            where,
-            event.id,
-            exc.__class__.__name__,
-            exc,
-            json.dumps(envelope)[:2000],
-        )
+    except Exception as exc:  # noqa: BLE001 - one bad entry must not hold up the rest of its batch
+        reason = f"{exc.__class__.__name__}: {exc}"
+        if isinstance(envelope.get("id"), str) and isinstance(envelope.get("source"), str):
+            # Never a silent skip: the operator finds it among the dead letters and can replay it
+            # (through the rules again) once the cause is fixed.
+            log.error("%s (%s) could not be routed (%s); kept as a dead letter", where, envelope["id"], reason)
+            return _Unroutable(entry_id, envelope, reason)
+        log.error("%s is not an event (%s); dropped: %s", where, reason, json.dumps(envelope)[:2000])
         return None
+    for problem in result.unevaluable:
+        log.warning("%s (%s): %s; taken as not matching", where, event.id, problem)
     if not result.destinations:
         log.info("%s (%s, %s) matches no rule; not delivered anywhere", event.id, event.code, event.severity)
         return None
     return _Routed(entry_id, envelope, result.destinations)
+
+
+def _dead_letter(rt: Runtime, items: list[_Unroutable], failed: list[bytes | None]) -> None:
+    """Store the dead letters of events that could not be routed; entries whose write failed go to `failed`."""
+    for item in items:  # rare: a transaction each, so that one failure keeps only its own entry pending
+        pipe = rt.redis.pipeline(transaction=True)
+        dead_letters.add(pipe, item.envelope, dead_letters.ROUTING, Outcome("permanent", "unroutable", item.reason), 0)
+        try:
+            pipe.execute()
+        except RedisError as exc:
+            log.error("%s: keeping it as a dead letter failed: %s", item.envelope["id"], exc)
+            failed.append(item.entry_id)
 
 
 def _chunks(routed: list[_Routed], limit: int) -> Iterator[list[_Routed]]:

@@ -3,6 +3,7 @@
 import fnmatch
 import json
 import math
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,31 +20,49 @@ class Route:
     rules: tuple[str, ...]  # names of the rules that fired, in order
     destinations: tuple[str, ...]  # each destination once, in the order rules first named it
     stopped_by: str | None = None  # the rule with `stop: true` that ended the evaluation
+    # Conditions that raised while evaluated, as "rule 'x': payload.snr: <error>": each counted
+    # as not matching, so that one odd value costs that rule only, never the event's delivery.
+    unevaluable: tuple[str, ...] = ()
 
 
 def route(rules: list[Rule], event: Event) -> Route:
     """Evaluate the rules in order: every matching rule fires until one with `stop: true` does."""
     fired: list[str] = []
     destinations: dict[str, None] = {}  # an ordered set
+    unevaluable: list[str] = []
     for rule in rules:
-        if not matches(rule.match, event):
+        problems: list[str] = []
+        if not matches(rule.match, event, problems):
+            unevaluable.extend(f"rule {rule.name!r}: {problem}" for problem in problems)
             continue
         fired.append(rule.name)
         destinations.update(dict.fromkeys(rule.to))
         if rule.stop:
-            return Route(tuple(fired), tuple(destinations), stopped_by=rule.name)
-    return Route(tuple(fired), tuple(destinations))
+            return Route(tuple(fired), tuple(destinations), rule.name, tuple(unevaluable))
+    return Route(tuple(fired), tuple(destinations), None, tuple(unevaluable))
 
 
-def matches(match: Match, event: Event) -> bool:
-    """True when every condition given in `match` holds for `event`."""
+def matches(match: Match, event: Event, problems: list[str] | None = None) -> bool:
+    """True when every condition given in `match` holds for `event`.
+
+    A payload condition that raises does not hold; what it raised is added to `problems`.
+    """
     if match.event and not any(fnmatch.fnmatchcase(event.code, pattern) for pattern in match.event):
         return False
     if match.severity and event.severity not in match.severity:
         return False
     if match.source and event.source not in match.source:
         return False
-    return all(_holds(predicate, _field(event.payload, path)) for path, predicate in match.payload.items())
+    for path, predicate in match.payload.items():
+        try:
+            holds = _holds(predicate, _field(event.payload, path))
+        except Exception as exc:  # noqa: BLE001 - event data is anything JSON allows; a bug here must not lose it
+            if problems is not None:
+                problems.append(f"payload.{path}: {exc.__class__.__name__}: {exc}")
+            return False
+        if not holds:
+            return False
+    return True
 
 
 def _field(payload: dict[str, Any], path: str) -> Any:
@@ -65,12 +84,14 @@ def _holds(p: Predicate, value: Any) -> bool:
         return False
     if p.in_ is not None and not (present and any(_equal(value, option) for option in p.in_)):
         return False
-    bounds = [(p.lt, float.__lt__), (p.lte, float.__le__), (p.gt, float.__gt__), (p.gte, float.__ge__)]
+    bounds = [(p.lt, operator.lt), (p.lte, operator.le), (p.gt, operator.gt), (p.gte, operator.ge)]
     for bound, compare in bounds:
         if bound is None:
             continue
         # Only numbers compare: a missing field, a string or a boolean never satisfies a bound.
-        if not _is_number(value) or not compare(float(value), bound):
+        # An int is compared as it is, never through float(): Python compares int and float
+        # exactly, and a 400-digit integer has no float.
+        if not _is_number(value) or not compare(value, bound):
             return False
     return True
 
@@ -81,7 +102,10 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    # math.isfinite() of an int converts it to float, which overflows for a huge one: every int is finite.
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def describe_route(rules: list[Rule], event: Event) -> list[str]:

@@ -13,9 +13,14 @@ from redis.client import Pipeline
 
 from config.durations import parse_duration
 from relay.domain.outcome import Outcome
-from relay.store import keys, queues, replies
+from relay.store import inbox, keys, queues, replies
 
 log = logging.getLogger(__name__)
+
+# The destination of an event's dead letter when it could not be routed at all (workers/fanout.py).
+# No configured destination has this name: theirs begin with a letter or a digit (config/types.py).
+# Replaying such a letter puts the event back in the inbox, to go through the rules again.
+ROUTING = "_routing"
 
 
 @dataclass(frozen=True)
@@ -174,21 +179,28 @@ def replay(
     replayed, refused = [], []
     start = time.time()  # one origin: each replay's due time must not drift with the loop's own time
     for letter in letters:
-        state = redis.hget(keys.delivery_key(letter.event_id), letter.destination)
+        state = (
+            None
+            if letter.destination == ROUTING
+            else redis.hget(keys.delivery_key(letter.event_id), letter.destination)
+        )
         if state == b"ok" and not force:
             refused.append(letter)
             continue
         replayed.append(letter)
         if dry_run:
             continue
-        # A replay is a fresh start: its age (for max_age) counts from now.
-        envelope = {**letter.envelope, "replayed_at": time.time()}
         pipe = redis.pipeline(transaction=True)
-        pipe.set(keys.event_key(letter.event_id), json.dumps(envelope, separators=(",", ":")), ex=state_ttl)
-        # The rate cap spreads the replays over time in the destination's queue, rather than
-        # sleeping here: each is due at its own turn.
-        due = start + (len(replayed) - 1) / rate if rate else start
-        queues.schedule(pipe, letter.event_id, letter.destination, 1, 0, due, state_ttl)
+        if letter.destination == ROUTING:
+            inbox.requeue(pipe, letter.envelope)
+        else:
+            # A replay is a fresh start: its age (for max_age) counts from now.
+            envelope = {**letter.envelope, "replayed_at": time.time()}
+            pipe.set(keys.event_key(letter.event_id), json.dumps(envelope, separators=(",", ":")), ex=state_ttl)
+            # The rate cap spreads the replays over time in the destination's queue, rather than
+            # sleeping here: each is due at its own turn.
+            due = start + (len(replayed) - 1) / rate if rate else start
+            queues.schedule(pipe, letter.event_id, letter.destination, 1, 0, due, state_ttl)
         pipe.delete(keys.dead_letter_key(letter.destination, letter.event_id))
         pipe.zrem(keys.DEAD_LETTERS, _member(letter.destination, letter.event_id))
         pipe.execute()

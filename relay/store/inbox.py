@@ -17,12 +17,14 @@ import time
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.client import Pipeline
 
 from relay.domain.event import Event
 from relay.store import keys, replies
 from relay.store.scripts import ACCEPT
 
 ENVELOPE_VERSION = 1
+ENVELOPE_FIELDS = ("v", "id", "source", "received_at", "body")  # an inbox entry's, in lua/accept.lua's order
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,12 @@ class Inbox:
         envelope = envelope_of(event, body)
         created = ACCEPT.run(self.redis, [keys.dedup_key(event.id), keys.INBOX], [self._ttl, *envelope.values()])
         return Accepted(event.id, duplicate=not created)
+
+
+def requeue(pipe: Pipeline, envelope: dict) -> None:
+    """Queue on `pipe` an envelope's return to the inbox, to be routed again (a replayed dead
+    letter of an event that could not be routed); dedup is not asked again: it was accepted once."""
+    pipe.xadd(keys.INBOX, {name: envelope[name] for name in ENVELOPE_FIELDS})
 
 
 def envelope_from_entry(fields: dict[bytes, bytes]) -> dict:

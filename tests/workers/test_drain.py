@@ -9,8 +9,9 @@ from rq.suspension import resume, suspend
 
 from config.secret import Secret
 from devtools.local_redis import LocalRedis
+from relay.domain import routing
 from relay.domain.samples import sample_session, to_body
-from relay.store import keys, queues
+from relay.store import dead_letters, keys, queues
 from relay.store.connection import connect
 from relay.store.inbox import waiting
 from relay.web.app import create_app
@@ -186,21 +187,88 @@ def test_rq_suspend_pauses_the_fan_out_and_the_sending_too(relay):
     assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(first)]
 
 
-# A rule with a numeric bound on a payload field: a number beyond a float's range cannot be compared.
-BOUNDED = FANOUT_YAML + "  - {name: large-counts, match: {payload: {count: {gt: 1000}}}, to: [crm]}\n"
+# A rule with a numeric bound on a payload field, before the match-everything rule to the callback.
+BOUNDED = FANOUT_YAML.replace(
+    "rules:\n", "rules:\n  - {name: low-snr, match: {payload: {snr: {lt: 3}}}, to: [ops-slack]}\n"
+)
 
 
-def test_an_entry_that_cannot_be_routed_is_logged_and_the_rest_of_its_batch_goes_out(relay_factory, caplog):
+def test_a_number_beyond_a_float_is_routed_by_every_rule_like_any_other(relay_factory, caplog):
+    # Issue 11: a 401-digit snr was accepted (202), raised OverflowError in routing and reached
+    # no destination at all, not even the rule that matches everything.
     relay = relay_factory(BOUNDED)
+    huge, low = sample_session(("WMS_LOADED",) * 2)
+    huge["payload"] = {"snr": 10**400}  # valid JSON, accepted
+    low["payload"] = {"snr": 2}
+    post(relay, [huge, low])
+    relay.drain()
+    assert sorted(r.body for r in relay.http.to(CRM_PATH)) == sorted([to_body(huge), to_body(low)])
+    assert len(relay.http.to(SLACK_PATH)) == 1  # the low one only: 10**400 is not below 3
+    assert "could not be routed" not in caplog.text and "taken as not matching" not in caplog.text
+    assert dead_letters.find(relay.redis, dead_letters.Filter()) == []
+
+
+def test_a_condition_that_raises_does_not_match_and_the_other_rules_still_fire(relay_factory, caplog, monkeypatch):
+    relay = relay_factory(BOUNDED)
+    (event,) = sample_session(("WMS_LOADED",))
+    event["payload"] = {"snr": 1}
+
+    def broken(predicate, value):
+        raise ArithmeticError("cannot compare")
+
+    monkeypatch.setattr(routing, "_holds", broken)  # stands in for any bug a payload value could trip
+    post(relay, [event])
+    relay.drain()
+    assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(event)]
+    assert relay.http.to(SLACK_PATH) == []
+    event_id = f"wms:{event['sessionId']}:0"
+    assert caplog.text.count("taken as not matching") == 1  # once for the event, not per destination
+    assert (
+        f"({event_id}): rule 'low-snr': payload.snr: ArithmeticError: cannot compare; taken as not matching"
+        in caplog.text
+    )
+
+
+def test_an_event_that_cannot_be_routed_is_a_dead_letter_and_a_replay_routes_it_again(relay, caplog, monkeypatch):
     bad, good = sample_session(("WMS_LOADED",) * 2)
-    bad["payload"] = {"count": 10**400}  # valid JSON, accepted; routing it raises OverflowError
     post(relay, [bad, good])
+    bad_id = f"wms:{bad['sessionId']}:0"
+    real_route = fanout.route
+
+    def route_failing_for_bad(rules, event):
+        if event.id == bad_id:
+            raise RuntimeError("a bug in routing")
+        return real_route(rules, event)
+
+    monkeypatch.setattr(fanout, "route", route_failing_for_bad)
     relay.drain()
     assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(good)]
-    bad_id = f"wms:{bad['sessionId']}:0"
-    assert (
-        f"({bad_id}) could not be routed (OverflowError: int too large to convert to float); skipped: " in caplog.text
+    assert f"({bad_id}) could not be routed (RuntimeError: a bug in routing); kept as a dead letter" in caplog.text
+    (letter,) = dead_letters.find(relay.redis, dead_letters.Filter())
+    assert (letter.destination, letter.event_id, letter.outcome, letter.status, letter.detail) == (
+        "_routing",
+        bad_id,
+        "permanent",
+        "unroutable",
+        "RuntimeError: a bug in routing",
     )
+    assert relay.redis.xlen(keys.INBOX) == 0  # acknowledged only once kept
+
+    monkeypatch.setattr(fanout, "route", real_route)  # the bug fixed, the operator replays it
+    result = dead_letters.replay(relay.redis, [letter], relay.rt.config.state_ttl)
+    assert result.replayed == [letter]
+    relay.drain()
+    assert sorted(r.body for r in relay.http.to(CRM_PATH)) == sorted([to_body(good), to_body(bad)])
+    assert dead_letters.find(relay.redis, dead_letters.Filter()) == []
+
+
+def test_an_entry_that_is_not_an_event_is_logged_and_the_rest_of_its_batch_goes_out(relay, caplog):
+    (good,) = sample_session(("WMS_LOADED",))
+    relay.redis.xadd(keys.INBOX, {"v": "1", "what": "not an envelope"})
+    post(relay, [good])
+    relay.drain()
+    assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(good)]
+    assert "is not an event envelope" in caplog.text
     assert relay.redis.xlen(keys.INBOX) == 0
 
 

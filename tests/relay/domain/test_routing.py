@@ -1,6 +1,8 @@
 """Routing is a pure function of the rules and the event: table tests, no Redis, no Flask."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from config.rules import Match, Rule, rule_warnings
@@ -59,6 +61,12 @@ def m(**conditions) -> Match:
         ({"payload": {"retry": False}}, event(retry=False), True),
         ({"payload": {"api.status": {"gte": 500}}}, event(api={"status": 503}), True),  # dots reach in
         ({"payload": {"api.status": {"gte": 500}}}, event(api="503"), False),
+        # A number beyond a float's range compares exactly (it raised OverflowError: issue 11).
+        ({"payload": {"snr": {"lt": 3}}}, event(snr=10**400), False),
+        ({"payload": {"snr": {"gt": 3}}}, event(snr=10**400), True),
+        ({"payload": {"snr": {"gte": -1e308}}}, event(snr=-(10**400)), False),
+        ({"payload": {"snr": {"lt": 3}}}, event(snr=float("inf")), False),  # json.loads gives inf for 1e999
+        ({"payload": {"snr": {"eq": 3}}}, event(snr=10**400), False),
         ({"event": ["CONSTRAINT_VIOLATION"], "severity": ["INFO"]}, event(), False),  # all must hold
         (
             {"event": ["CONSTRAINT_VIOLATION"], "severity": ">=WARN", "payload": {"constraint": "FACE"}},
@@ -125,3 +133,43 @@ def test_codes_that_match_nothing_documented_are_warned_about():
         ),
         "rules[0].match.event[2]: 'NOPE_*' matches no documented WMS event code; it matches only if WMS sends such a code",
     ]
+
+
+BOUNDS_AND_VALUES = [
+    Rule(name=f"{op}-{path}", match=m(payload={path: {op: 3}}), to=["x"])
+    for op in ("lt", "lte", "gt", "gte", "eq", "ne")
+    for path in ("snr", "a.b")
+] + [
+    Rule(name="in", match=m(payload={"snr": {"in": [1, "a", None, True]}}), to=["x"]),
+    Rule(name="exists", match=m(payload={"a.b": {"exists": True}}), to=["x"]),
+    Rule(name="all", match=m(), to=["y"]),
+]
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(snr=JSON_VALUES, a=JSON_VALUES, digits=st.integers(min_value=300, max_value=4000))
+def test_any_json_payload_is_routed_without_an_error_and_reaches_the_rule_that_matches_everything(snr, a, digits):
+    for payload in ({"snr": snr, "a": a}, {"snr": 10**digits, "a": {"b": -(10**digits)}}):
+        result = route(BOUNDS_AND_VALUES, event(**payload))
+        assert result.unevaluable == ()
+        assert "all" in result.rules and "y" in result.destinations
+
+
+def test_a_condition_that_raises_does_not_match_and_says_why():
+    class Unorderable:
+        def __lt__(self, other):
+            raise TypeError("no order")
+
+        __eq__ = __lt__  # type: ignore[assignment]
+        __hash__ = None  # type: ignore[assignment]
+
+    problems: list[str] = []
+    assert matches(m(payload={"snr": {"eq": 3}}), event(snr=Unorderable()), problems) is False
+    assert problems == ["payload.snr: TypeError: no order"]
+    result = route([Rule(name="r", match=m(payload={"snr": {"eq": 3}}), to=["x"])], event(snr=Unorderable()))
+    assert (result.destinations, result.unevaluable) == ((), ("rule 'r': payload.snr: TypeError: no order",))
