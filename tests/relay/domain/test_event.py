@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from config.wms_events import CATALOGUE
 from relay.domain.event import InvalidEvent, parse_event
@@ -120,6 +122,22 @@ _DROP = object()
         (b'{"sequence":' + b"9" * 5000 + b"}", "invalid_body", "body is not valid JSON: a number has too many digits"),
         (b'{"snr": NaN}', "invalid_body", "body is not valid JSON: NaN is not a JSON number"),
         (b'{"snr": -Infinity}', "invalid_body", "body is not valid JSON: -Infinity is not a JSON number"),
+        # Duplicate keys (issue 11): a receiver that takes the first would see another event id.
+        (
+            _with()[:-1] + b', "sessionId": "other"}',
+            "invalid_body",
+            "body has the key 'sessionId' twice in one object; each key must appear once",
+        ),
+        (
+            b'{"payload": {"a": 1, "b": 2, "a": 3}}',
+            "invalid_body",
+            "body has the key 'a' twice in one object; each key must appear once",
+        ),
+        (
+            b'{"' + b"k" * 150 + b'": 1, "' + b"k" * 150 + b'": 2}',
+            "invalid_body",
+            "body has the key '" + "k" * 100 + "'... twice in one object; each key must appear once",
+        ),
     ],
 )
 def test_each_bad_input_names_its_field(body, error, detail):
@@ -139,3 +157,36 @@ def test_a_long_bad_value_is_shortened_in_the_message():
 
 def test_samples_are_valid_json_objects():
     assert json.loads(to_body(sample_event("WMS_LOADED", "s", 0, timestamp=1)))["event"] == "WMS_LOADED"
+
+
+# Property tests (hypothesis): whatever arrives, parse_event answers with an Event or InvalidEvent.
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+FIELDS = ("timestamp", "sessionId", "sequence", "severity", "event", "payload")
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=st.binary(max_size=400))
+def test_any_bytes_give_an_event_or_invalid_event(body):
+    try:
+        parse_event("wms", body)
+    except InvalidEvent as exc:
+        assert exc.error in ("invalid_body", "invalid_event") and exc.detail
+
+
+@settings(max_examples=400, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, max_size=3), extra=JSON_VALUES)
+def test_any_json_in_any_field_gives_an_event_or_invalid_event_naming_it(changes, extra):
+    event = dict(sample_event("CONSTRAINT_VIOLATION", "s", 1, timestamp=1689684577), **changes, extra=extra)
+    body = json.dumps(event, allow_nan=False).encode("utf-8", "surrogatepass")
+    try:
+        parsed = parse_event("wms", body)
+    except InvalidEvent as exc:
+        assert exc.error in ("invalid_body", "invalid_event")
+        if exc.error == "invalid_event":  # a field error names the field it is about
+            assert exc.detail.split(":")[0].split(".")[0] in FIELDS
+    else:
+        assert parsed.fields == json.loads(body)

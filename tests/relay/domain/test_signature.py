@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from config.secret import Secret
 from relay.domain import signature
@@ -76,3 +78,49 @@ def test_rejections_say_why(header, message):
     with pytest.raises(signature.SignatureError) as exc:
         signature.verify(header, b"{}", [Secret("a"), Secret("b")])
     assert str(exc.value) == message
+
+
+# Property tests (hypothesis): verify() accepts exactly the pairs the vendor's MAC allows.
+SECRETS = st.text(min_size=1, max_size=40)
+BODIES = st.binary(max_size=300) | st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass"))
+
+
+def _accepts(header: str, body: bytes, secrets: list[str]) -> bool:
+    try:
+        signature.verify(header, body, [Secret(s) for s in secrets])
+    except signature.SignatureError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=BODIES, secret=SECRETS, others=st.lists(SECRETS, max_size=2), position=st.integers(0, 2))
+def test_a_body_signed_with_any_configured_secret_verifies_at_its_index(body, secret, others, position):
+    secrets = [s for s in others if s != secret]
+    secrets.insert(min(position, len(secrets)), secret)
+    header = signature.compute(secret, body)
+    assert signature.verify(header, body, [Secret(s) for s in secrets]) == secrets.index(secret)
+    assert _accepts(header.upper().replace("HMAC-SHA256=", "hmac-sha256="), body, secrets)  # hex in any case
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=BODIES, other=BODIES, secret=SECRETS, wrong=SECRETS, header=st.text(max_size=80))
+def test_no_header_verifies_unless_it_is_the_mac_of_what_the_vendor_signs(body, other, secret, wrong, header):
+    # Another body verifies only when the vendor's MAC cannot tell them apart (the lossy mapping
+    # of characters above U+00FF; docs/security.md); another secret never does, nor does noise.
+    assert _accepts(signature.compute(secret, other), body, [secret]) == (
+        signature.signed_bytes(other) == signature.signed_bytes(body)
+    )
+    if wrong != secret:
+        assert not _accepts(signature.compute(wrong, body), body, [secret])
+    value = header.strip()
+    expected = signature.compute(secret, body)
+    assert _accepts(header, body, [secret]) == (
+        value.startswith("hmac-sha256=") and value.lower() == expected  # the prefix as sent, the hex in any case
+    )
+
+
+def test_the_lossy_mac_is_what_the_vendor_computes_a_look_alike_verifies():
+    # Issue 11: documented in docs/security.md. 'A' is 0x41 and 'Ł' is U+0141: the same low byte.
+    genuine, forged = b'{"payload":{"note":"A"}}', '{"payload":{"note":"Ł"}}'.encode()
+    assert _accepts(signature.compute("s", genuine), forged, ["s"])
