@@ -2,6 +2,8 @@
 
 Off unless RELAY_ADMIN_TOKEN is set; every request must then carry `Authorization: Bearer <token>`,
 compared in constant time. With no token configured, /admin answers 404 as if it did not exist.
+Every method and path under /admin reaches this blueprint (`elsewhere` takes what no other route
+does), so the token is checked before anything else is said: a stranger learns no route or method.
 """
 
 import hmac
@@ -11,6 +13,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from redis import Redis
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import MapAdapter
 
 from relay.store import dead_letters
 from relay.web.errors import ApiError
@@ -124,6 +128,35 @@ def purge_dead_letters() -> Response:
     purged = dead_letters.purge(redis, dead_letters.find(redis, which))
     log.warning("admin: purged %d dead letter(s) from %s", purged, request.remote_addr)
     return jsonify(purged=purged)
+
+
+# Every method HTTP clients send; Werkzeug's own 405 lists HEAD and OPTIONS too.
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+@bp.route("", defaults={"rest": ""}, methods=METHODS)
+@bp.route("/<path:rest>", methods=METHODS)
+def elsewhere(rest: str) -> Response:
+    """Any other method or path under /admin, answered only once the token is checked: 405 with
+    the methods the path takes, or 404."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    allowed = [method for method in METHODS if _endpoint(adapter, method) not in (None, request.endpoint)]
+    if not allowed:
+        raise ApiError(404, "not_found", f"no such endpoint: /admin/{rest}")
+    raise ApiError(
+        405,
+        "method_not_allowed",
+        f"method not allowed; this endpoint accepts {', '.join(allowed)}",
+        {"Allow": ", ".join(allowed)},
+    )
+
+
+def _endpoint(adapter: MapAdapter, method: str) -> str | None:
+    try:
+        endpoint, _ = adapter.match(request.path, method=method)
+    except HTTPException:
+        return None
+    return str(endpoint)
 
 
 def _require_scope(which: dead_letters.Filter, body: dict) -> None:
