@@ -54,6 +54,7 @@ class Runtime:
     config: RelayConfig
     redis: Redis
     adapters: dict[str, Adapter]
+    http: requests.Session | None = None  # the one the adapters share, when build() made them
     lanes: dict[str, "Lane"] = field(default_factory=dict)
     running: bool = False  # the lanes run on threads of their own (python -m workers), not in tests
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -66,7 +67,9 @@ class Runtime:
         # Several destinations may share a host (a CRM's endpoints, Slack's hooks): size for all.
         session = http_session(sum(d.concurrency for d in config.destinations.values()))
         adapters = {name: build_adapter(name, d, settings, session) for name, d in config.destinations.items()}
-        rt = cls(settings, config, redis if redis is not None else connect(settings.require_redis_url()), adapters)
+        rt = cls(
+            settings, config, redis if redis is not None else connect(settings.require_redis_url()), adapters, session
+        )
         for name in config.destinations:
             rt.lane(name)
         return rt
