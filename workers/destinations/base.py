@@ -1,10 +1,11 @@
 """What every destination adapter returns, and the shared rules for classifying failures."""
 
 import email.utils
+import re
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import requests
 
@@ -14,6 +15,7 @@ from relay.domain.outcome import Outcome
 
 MAX_RETRY_AFTER = 86400.0  # a sanity bound; each destination's retry policy caps it further
 MAX_DETAIL = 500
+MIN_FRAGMENT = 4  # see secret_fragments
 
 
 class Adapter(Protocol):
@@ -60,18 +62,37 @@ def retry_after_seconds(header: str | None, now: float | None = None) -> float |
 
 
 def scrub(text: str, *secrets: str) -> str:
-    """Remove secrets from an error text; for a URL, its path and query too (libraries quote them)."""
-    parts: list[str] = []
-    for secret in secrets:
-        if not secret:
-            continue
-        parts.append(secret)
-        split = urlsplit(secret)
-        if split.scheme and split.netloc:
-            parts += [p for p in (split.path, split.query) if len(p) > 1]
-    for part in sorted(parts, key=len, reverse=True):
-        text = text.replace(part, REDACTED)
+    """Remove secrets from an error text: each whole, and each fragment of it (secret_fragments)."""
+    fragments = sorted({f for secret in secrets if secret for f in secret_fragments(secret)}, key=len, reverse=True)
+    if fragments:
+        # One pass, longest first: a fragment is never looked for inside a '<redacted>' already written.
+        text = re.sub("|".join(map(re.escape, fragments)), REDACTED, text)
     return text[:MAX_DETAIL]
+
+
+def secret_fragments(secret: str) -> set[str]:
+    """`secret` and every part of it that a receiver or a library may quote on its own.
+
+    For a URL: its userinfo, path, each path segment, query, each query value, and fragment, as
+    written and percent-decoded (a Slack webhook's credential is its path segments; a callback's
+    is often a query value). For anything else (a header value such as 'Bearer <token>'): its
+    words. A part shorter than MIN_FRAGMENT is no credential, and replacing it would garble texts.
+    """
+    parts = {secret}
+    try:
+        split = urlsplit(secret)
+        is_url = bool(split.scheme and split.netloc)
+    except ValueError:
+        is_url = False
+    if is_url:
+        parts |= {split.username or "", split.password or "", split.path, split.query, split.fragment}
+        parts |= {f"{split.path}?{split.query}", *split.path.split("/")}
+        parts |= {value for _, _, value in (pair.partition("=") for pair in split.query.split("&"))}
+        parts |= {value for _, value in parse_qsl(split.query, keep_blank_values=True)}
+    else:
+        parts |= set(secret.split())
+    parts |= {unquote(part) for part in parts}
+    return {part for part in parts if part == secret or len(part) >= MIN_FRAGMENT}
 
 
 # How a response is judged: (status, Retry-After header, the start of the body, scrubbed) -> Outcome.

@@ -1,5 +1,6 @@
 """Email through SMTP: one mail per event, text and HTML, threaded by session in mail clients."""
 
+import base64
 import hashlib
 import html
 import smtplib
@@ -12,7 +13,9 @@ from config.smtp import SmtpServer
 from relay.domain.event import Event
 from relay.domain.outcome import Kind, Outcome
 from workers.destinations.base import scrub
-from workers.destinations.summary import summarize
+from workers.destinations.summary import one_line, readable, summarize
+
+LABEL_WIDTH_MAX = 24
 
 
 def _message_id(token: str, domain: str) -> str:
@@ -23,12 +26,14 @@ def email_message(event: Event, sender: str, to: list[str], cc: list[str], desti
     """The mail for `event`; every mail of one session refers to the same thread root.
 
     The Message-ID is the same for a resend of one event to one destination, and differs between
-    destinations, so two destinations' copies are never mistaken for one mail.
+    destinations, so two destinations' copies are never mistaken for one mail. Event data is
+    HTML-escaped in the HTML part, and on one line in the subject, where a line break would start
+    a header of its own.
     """
     s = summarize(event)
     domain = sender.rsplit("@", 1)[1]
     message = EmailMessage()
-    message["Subject"] = f"[WMS {s.severity}] {s.title} - session {event.session_id}"
+    message["Subject"] = one_line(f"[WMS {s.severity}] {s.title} - session {dict(s.facts)['Session']}")
     message["From"] = sender
     message["To"] = ", ".join(to)
     if cc:
@@ -40,15 +45,17 @@ def email_message(event: Event, sender: str, to: list[str], cc: list[str], desti
     message["In-Reply-To"] = root
     message["References"] = root
     rows = s.facts + s.payload
-    width = max(len(label) for label, _ in rows)
+    # Labels line up, but a long payload key only overflows its own row: padding every row to
+    # its length would multiply the mail's size by the number of rows.
+    width = min(max(len(label) for label, _ in rows), LABEL_WIDTH_MAX)
     text = [f"{s.title}: {s.description}", ""] + [f"{label.ljust(width)}  {value}" for label, value in rows]
-    message.set_content("\n".join([*text, "", f"event id: {event.id}"]) + "\n")
+    message.set_content("\n".join([*text, "", f"event id: {s.event_id}"]) + "\n")
     cells = "".join(
         f"<tr><th align=left>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>" for label, value in rows
     )
     message.add_alternative(
         f"<html><body><h2>{html.escape(s.title)}</h2><p>{html.escape(s.description)}</p>"
-        f"<table cellpadding=4>{cells}</table><p><small>event id: {html.escape(event.id)}</small></p></body></html>",
+        f"<table cellpadding=4>{cells}</table><p><small>event id: {html.escape(s.event_id)}</small></p></body></html>",
         subtype="html",
     )
     return message
@@ -66,9 +73,10 @@ class EmailAdapter:
     def notify(self, text: str) -> Outcome:
         """Mail a notice from the relay itself (a destination paused or resumed)."""
         message = EmailMessage()
-        message["Subject"] = f"[WMS relay] {text.split('.', maxsplit=1)[0]}"
+        # An operator's pause reason is free text: it too must stay on its line and be encodable.
+        message["Subject"] = one_line(f"[WMS relay] {text.split('.', maxsplit=1)[0]}")
         message["From"], message["To"] = self._sender, ", ".join(self._config.to)
-        message.set_content(text + "\n")
+        message.set_content(readable(text) + "\n")
         return self._send(message)
 
     def deliver(self, event: Event, body: bytes) -> Outcome:
@@ -76,28 +84,37 @@ class EmailAdapter:
         return self._send(email_message(event, self._sender, self._config.to, self._config.cc, self._name))
 
     def _send(self, message: EmailMessage) -> Outcome:
-        password = self._server.password.reveal() if self._server.password else ""
+        secrets = self._secrets()
         try:
             with self._connect() as smtp:
                 refused = smtp.send_message(message)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             kind: Kind = "transient" if any(400 <= c < 500 for c in codes) else "permanent"
-            return Outcome(kind, f"SMTP {codes[0]}", scrub(f"all recipients refused: {exc.recipients}", password))
+            return Outcome(kind, f"SMTP {codes[0]}", scrub(f"all recipients refused: {exc.recipients}", *secrets))
         except smtplib.SMTPResponseException as exc:
             kind = "permanent" if exc.smtp_code >= 500 else "transient"
             reply = (
                 exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
             )
-            return Outcome(kind, f"SMTP {exc.smtp_code}", scrub(reply, password))
+            return Outcome(kind, f"SMTP {exc.smtp_code}", scrub(reply, *secrets))
         except smtplib.SMTPNotSupportedError as exc:
-            return Outcome("permanent", "SMTP not supported", scrub(str(exc), password))
+            return Outcome("permanent", "SMTP not supported", scrub(str(exc), *secrets))
         except (smtplib.SMTPException, OSError) as exc:
             # Connection refused or dropped, timeouts, TLS failures: worth another try.
-            return Outcome("transient", "connection error", scrub(f"{exc.__class__.__name__}: {exc}", password))
+            return Outcome("transient", "connection error", scrub(f"{exc.__class__.__name__}: {exc}", *secrets))
         if refused:
-            return Outcome("ok", "SMTP 250", scrub(f"some recipients refused: {refused}", password))
+            return Outcome("ok", "SMTP 250", scrub(f"some recipients refused: {refused}", *secrets))
         return Outcome("ok", "SMTP 250")
+
+    def _secrets(self) -> list[str]:
+        """The password, and the base64 forms in which smtplib's AUTH PLAIN and LOGIN send it: a
+        server's refusal may quote what it was sent."""
+        if not self._server.password:
+            return []
+        password = self._server.password.reveal()
+        plain = f"\0{self._server.username or ''}\0{password}"
+        return [password, *(base64.b64encode(s.encode()).decode("ascii") for s in (plain, password))]
 
     def _connect(self) -> smtplib.SMTP:
         server, timeout = self._server, self._config.timeout

@@ -1,5 +1,6 @@
 """Slack incoming webhooks: a Block Kit message readable at a glance, with a plain-text fallback."""
 
+import re
 from typing import Any
 
 import requests
@@ -10,7 +11,7 @@ from config.destinations import SlackDestination
 from relay.domain.event import Event
 from relay.domain.outcome import Outcome
 from workers.destinations.base import judge_http, post, scrub
-from workers.destinations.summary import SEVERITY_COLOUR, SEVERITY_EMOJI, summarize
+from workers.destinations.summary import SEVERITY_COLOUR, SEVERITY_EMOJI, readable, render_value, summarize
 
 # Block Kit limits (api.slack.com/reference/block-kit): longer values are cut, not rejected.
 HEADER_MAX = 150
@@ -24,23 +25,27 @@ PAYLOAD_VALUE_MAX = 300  # a chat alert is for reading at a glance; the callback
 def compile_template(source: str) -> Template:
     """A sandboxed template whose every printed value is mrkdwn-escaped, so event data cannot
     inject links or mentions such as <!channel>."""
-    env = SandboxedEnvironment(
-        autoescape=False, finalize=lambda value: _escape(str(value)) if value is not None else ""
-    )
+    env = SandboxedEnvironment(autoescape=False, finalize=_template_text)
     return env.from_string(source)
 
 
 def slack_message(event: Event, template: Template | None = None) -> dict[str, Any]:
-    """The webhook payload for `event`: fallback `text` plus blocks in an attachment coloured by severity."""
+    """The webhook payload for `event`: fallback `text` plus blocks in an attachment coloured by severity.
+
+    Every piece of event data in it, payload keys included, is mrkdwn-escaped.
+    """
     s = summarize(event)
     emoji = SEVERITY_EMOJI[s.severity]
-    measurement = f" (measurement {event.measurement_id})" if event.measurement_id else ""
-    fallback = f"{emoji} [{s.severity}] {_escape(s.title)} - session {_escape(event.session_id)}{_escape(measurement)}"
-    headline = f"{emoji} *{s.severity}* {_escape(s.description)}"
-    if template is not None:
-        headline = fallback = _render(template, event)
+    measurement = f" (measurement {dict(s.facts)['Measurement']})" if event.measurement_id else ""
+    fallback = f"{emoji} [{s.severity}] {mrkdwn(s.title)} - session {mrkdwn(dict(s.facts)['Session'] + measurement)}"
+    headline = f"{emoji} *{s.severity}* {mrkdwn(s.description)}"
+    rendered = _render(template, event) if template is not None else ""
+    if rendered.strip():  # Slack refuses a blank text object: a template that printed nothing keeps ours
+        headline = fallback = rendered
+    # A blank header is refused too, and an event code may be all spaces.
+    header = mrkdwn(s.title.strip() or "(blank event code)")
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _cut(s.title, HEADER_MAX), "emoji": True}},
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(header, HEADER_MAX), "emoji": True}},
         {"type": "section", "text": {"type": "mrkdwn", "text": _cut(headline, SECTION_TEXT_MAX)}},
         {"type": "section", "fields": [_field(label, value) for label, value in s.facts]},
     ]
@@ -49,12 +54,19 @@ def slack_message(event: Event, template: Template | None = None) -> dict[str, A
         fields = [_field(label, _cut(value, PAYLOAD_VALUE_MAX)) for label, value in chunk]
         blocks.append({"type": "section", "fields": fields})
     hidden = len(s.payload) - FIELDS_PER_SECTION * MAX_PAYLOAD_SECTIONS
-    context = f"event `{_escape(event.id)}`" + (f" - {hidden} more payload field(s) not shown" if hidden > 0 else "")
+    context = f"event `{mrkdwn(s.event_id)}`" + (f" - {hidden} more payload field(s) not shown" if hidden > 0 else "")
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(context, FIELD_TEXT_MAX)}]})
     return {
         "text": _cut(fallback, SECTION_TEXT_MAX),
         "attachments": [{"color": SEVERITY_COLOUR[s.severity], "blocks": blocks}],
     }
+
+
+def mrkdwn(text: str) -> str:
+    """`text` escaped for any Slack text: the one escaping rule of this adapter."""
+    # Slack's formatting reference: '&', '<' and '>' are its control characters (mentions, links,
+    # dates), and exactly these three must be sent as entities; it decodes those and only those.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _render(template: Template, event: Event) -> str:
@@ -74,17 +86,27 @@ def _render(template: Template, event: Event) -> str:
     )
 
 
+def _template_text(value: object) -> str:
+    """What a template prints for a value: readable and escaped; objects and arrays as JSON."""
+    if value is None:
+        return ""
+    # render_value, not str(): it spells JSON as JSON and does not recurse, whatever the nesting.
+    text = render_value(value) if isinstance(value, (dict, list, tuple)) else str(value)
+    return mrkdwn(readable(text))
+
+
 def _field(label: str, value: str) -> dict[str, str]:
-    return {"type": "mrkdwn", "text": _cut(f"*{label}*\n{_escape(value)}", FIELD_TEXT_MAX)}
+    return {"type": "mrkdwn", "text": _cut(f"*{mrkdwn(label)}*\n{mrkdwn(value)}", FIELD_TEXT_MAX)}
 
 
-def _escape(text: str) -> str:
-    # Slack's mrkdwn needs exactly these three escaped (api.slack.com/reference/surfaces/formatting).
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+_PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
 
 
 def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    # Never leave part of an entity mrkdwn() wrote: '&am' would show as itself.
+    return _PARTIAL_ENTITY.sub("", text[: limit - 1]) + "…"
 
 
 class SlackAdapter:
@@ -104,7 +126,7 @@ class SlackAdapter:
             [url],
             self._config.timeout,
             judge=_judge_slack,
-            json={"text": f":rotating_light: {_escape(text)}"},
+            json={"text": f":rotating_light: {mrkdwn(readable(text))}"},
         )
 
     def deliver(self, event: Event, body: bytes) -> Outcome:

@@ -1,7 +1,14 @@
-"""What a person needs to know about an event, in one shape for every chat and mail message."""
+"""What a person needs to know about an event, in one shape for every chat and mail message.
 
+Every text here is safe to show as it is: the formats' own escaping (Slack mrkdwn, HTML) is the
+adapters', but what no format can show is replaced here, once, for all of them (`readable`).
+"""
+
+import json
+import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from relay.domain.event import Event
 
@@ -16,17 +23,25 @@ PAYLOAD_LABELS = {
     "errorCode": "Error code",
     "visibility": "Visibility",
 }
+REPLACEMENT = "\ufffd"
+# What cannot be shown as itself: lone surrogates (valid in JSON, not encodable as UTF-8, so no mail
+# or Slack message could carry them); control characters but tab and newline (a NUL, an escape
+# sequence, a lone CR that ends a mail's line); and the bidi embeddings, overrides and isolates,
+# which reorder what follows them, so that a value could read as another one.
+_UNSHOWABLE = re.compile("[\ud800-\udfff\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_LINE_BREAKS = re.compile("[\t\n\u2028\u2029]")
 
 
 @dataclass(frozen=True)
 class Summary:
-    """An event laid out for people: a title, the key facts, and the payload by name."""
+    """An event laid out for people: a title, the key facts, and the payload by name; all readable."""
 
     title: str  # e.g. "CONSTRAINT_VIOLATION"
     severity: str
     description: str  # from the catalogue, or a note that the code is unknown
     facts: list[tuple[str, str]]  # (label, value), always in the same order
     payload: list[tuple[str, str]]  # (label, value) for every payload field but measurementId
+    event_id: str
 
 
 def summarize(event: Event) -> Summary:
@@ -35,17 +50,67 @@ def summarize(event: Event) -> Summary:
     description = event_type.description if event_type else "Not a documented WMS event code (WMS may have added it)"
     facts = [
         ("Severity", event.severity),
-        ("Session", event.session_id),
-        ("Measurement", event.measurement_id or "none yet"),
+        ("Session", readable(event.session_id)),
+        ("Measurement", readable(event.measurement_id) if event.measurement_id else "none yet"),
         ("Sequence", str(event.sequence)),
         ("Time (UTC)", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event.timestamp))),
         ("Source", event.source),
     ]
-    payload = [(PAYLOAD_LABELS.get(k, k), _text(v)) for k, v in event.payload.items() if k != "measurementId"]
-    return Summary(event.code, event.severity, description, facts, payload)
+    payload = [
+        (one_line(PAYLOAD_LABELS.get(k, k)), readable(render_value(v)))
+        for k, v in event.payload.items()
+        if k != "measurementId"
+    ]
+    return Summary(one_line(event.code), event.severity, description, facts, payload, readable(event.id))
 
 
-def _text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "null" if value is None else str(value)
+def readable(text: str) -> str:
+    """`text` with every character that cannot be shown as itself replaced by U+FFFD."""
+    return _UNSHOWABLE.sub(REPLACEMENT, text)
+
+
+def one_line(text: str) -> str:
+    """`readable(text)` on one line: for labels and mail headers, where a line break would forge a
+    new label or header."""
+    return _LINE_BREAKS.sub(" ", readable(text))
+
+
+def render_value(value: Any) -> str:
+    """A JSON value as people read it: a string as itself, anything else as compact JSON.
+
+    Iterative, not recursive: a payload may nest as deeply as the parser allows, and the worker
+    renders it many frames down, where recursion would hit Python's limit.
+    """
+    if isinstance(value, str):
+        return value
+    out: list[str] = []
+    # A stack of what is left to write: values, and the literal text between them.
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Literal):
+            out.append(item)
+        elif isinstance(item, dict):
+            parts: list[Any] = [_Literal("{")]
+            for i, (key, inner) in enumerate(item.items()):
+                parts += [_Literal((", " if i else "") + _json_scalar(str(key)) + ": "), inner]
+            stack += reversed([*parts, _Literal("}")])
+        elif isinstance(item, (list, tuple)):
+            parts = [_Literal("[")]
+            for i, inner in enumerate(item):
+                parts += [_Literal(", "), inner] if i else [inner]
+            stack += reversed([*parts, _Literal("]")])
+        else:
+            out.append(_json_scalar(item))
+    return "".join(out)
+
+
+class _Literal(str):
+    """Text that render_value writes as it is (brackets, separators, keys), told apart from values."""
+
+
+def _json_scalar(value: Any) -> str:
+    if isinstance(value, (str, bool, int, float)) or value is None:
+        # ensure_ascii=False: a reader wants 'café', not 'caf\u00e9'.
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(str(value), ensure_ascii=False)  # a template may hand in anything

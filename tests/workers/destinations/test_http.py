@@ -110,3 +110,19 @@ def test_a_refused_connection_is_transient(http_peer):
     event, body = event_and_body()
     outcome = HttpAdapter(destination(http_peer.url + "/in"), requests.Session()).deliver(event, body)
     assert (outcome.kind, outcome.status) == ("transient", "connection error")
+
+
+def test_a_hostile_body_is_forwarded_byte_for_byte(http_peer):
+    # What the other adapters must render readable, the callback passes on exactly as WMS wrote it.
+    body = (
+        '{"timestamp":%d,"sessionId":"sess-1","sequence":2,"severity":"INFO","event":"<!channel>",'
+        '"payload":{"x\\ud800y":"\\u0000\\u202e\\r\\n<http://evil.example|click>","n":%s1%s}}'
+        % (int(time.time()), "[" * 500, "]" * 500)
+    ).encode()
+    event = parse_event("wms", body)
+    assert event.payload["x\ud800y"].startswith("\x00\u202e")
+    outcome = HttpAdapter(destination(http_peer.url + "/in"), requests.Session()).deliver(event, body)
+    assert outcome.ok
+    (request,) = http_peer.requests
+    assert request.body == body
+    assert Webhook(SPEC_SECRET).verify(request.body, {k.lower(): v for k, v in request.headers.items()})
