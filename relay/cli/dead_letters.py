@@ -94,7 +94,7 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
     @group.command("replay")
     @_filters
     @click.option("--dry-run", is_flag=True, help="Only count what would be replayed")
-    @click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="At most this many per second")
+    @click.option("--rate", type=click.FloatRange(*dead_letters.REPLAY_RATES), help="At most this many per second")
     @click.option("--force", is_flag=True, help="Also replay to destinations that already have the event")
     def replay(dry_run: bool, rate: float | None, force: bool, **filters: str | None) -> None:
         """Deliver dead letters again, with a fresh retry schedule."""

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 # No configured destination has this name: theirs begin with a letter or a digit (config/types.py).
 # Replaying such a letter puts the event back in the inbox, to go through the rules again.
 ROUTING = "_routing"
+# Replays per second a replay may be spread at: below 0.01 the last of a few hundred would wait
+# for days; above 1000 it is no spreading at all.
+REPLAY_RATES = (0.01, 1000.0)
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ does), so the token is checked before anything else is said: a stranger learns n
 """
 
 import hmac
+import json
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from redis import Redis
@@ -88,9 +89,13 @@ def replay_dead_letters() -> Response:
     """Replay the dead letters matching the JSON body's filters; dry_run, force and rate as in the CLI."""
     body = _json_body()
     which = _filter(body, (*FILTER_KEYS, "dry_run", "force", "rate", "all"))
+    _check_flags(body)
     rate = body.get("rate")
-    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0):
-        raise ApiError(400, "invalid_request", f"rate: must be a positive number of replays per second, got {rate!r}")
+    low, high = dead_letters.REPLAY_RATES
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not low <= rate <= high):
+        raise ApiError(
+            400, "invalid_request", f"rate: must be a number of replays per second from {low} to {high}, got {rate!r}"
+        )
     if body.get("dry_run") is not True:  # a dry run changes nothing: it may count everything
         _require_scope(which, body)
     redis = _redis()
@@ -123,6 +128,7 @@ def purge_dead_letters() -> Response:
     """Delete the dead letters matching the JSON body's filters."""
     body = _json_body()
     which = _filter(body, (*FILTER_KEYS, "all"))
+    _check_flags(body)
     _require_scope(which, body)
     redis = _redis()
     purged = dead_letters.purge(redis, dead_letters.find(redis, which))
@@ -159,13 +165,31 @@ def _endpoint(adapter: MapAdapter, method: str) -> str | None:
     return str(endpoint)
 
 
+def _check_flags(body: dict) -> None:
+    # Only a JSON true is yes: a string "true" must not turn a dry run into a replay.
+    for flag in ("dry_run", "force", "all"):
+        if flag in body and not isinstance(body[flag], bool):
+            raise ApiError(400, "invalid_request", f"{flag}: must be true or false, got {body[flag]!r}")
+
+
 def _require_scope(which: dead_letters.Filter, body: dict) -> None:
     if which == dead_letters.Filter() and body.get("all") is not True:
         raise ApiError(400, "invalid_filter", 'no filter given: name one, or say "all": true to mean every dead letter')
 
 
 def _json_body() -> dict:
-    body = request.get_json(silent=True) if request.data else {}
+    data = request.get_data()
+    if not data:
+        return {}
+    try:
+        # Not Flask's get_json: it takes NaN and Infinity, and lets a RecursionError through.
+        body = json.loads(data, parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "invalid_request", "the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_request", "the body must be a JSON object")
     return body
+
+
+def _not_json(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")

@@ -204,7 +204,7 @@ def test_the_admin_api_lists_shows_replays_and_purges(relay):
     }
     assert admin(relay, "post", "/dead-letters/replay", json={"rate": "fast"}).json == {
         "error": "invalid_request",
-        "detail": "rate: must be a positive number of replays per second, got 'fast'",
+        "detail": "rate: must be a number of replays per second from 0.01 to 1000.0, got 'fast'",
     }
     assert admin(relay, "post", "/dead-letters/replay", json={"session": "other"}).json["replayed"] == 0
     assert admin(relay, "post", "/dead-letters/replay", json={"session": ids[0].split(":")[1]}).json["replayed"] == 2

@@ -2,7 +2,9 @@
 
 import pytest
 
+from relay.store import dead_letters
 from tests.conftest import ADMIN_TOKEN
+from tests.relay.store.test_dead_letters import make_letters
 
 UNAUTHORIZED = {"error": "unauthorized", "detail": "missing or invalid bearer token"}
 
@@ -61,3 +63,37 @@ def test_with_the_token_an_unknown_path_is_404_naming_it(relay):
         404,
         {"error": "not_found", "detail": "no such endpoint: /admin/nope"},
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "detail"),
+    [
+        # Found by the contract fuzz (issue 11): each was a 500, a lost letter or a real replay.
+        ("/admin/dead-letters/purge", b"[" * 100_000 + b"]" * 100_000, "the body must be a JSON object"),
+        ("/admin/dead-letters/replay", b'{"all": true, "rate": NaN}', "the body must be a JSON object"),
+        (
+            "/admin/dead-letters/replay",
+            b'{"all": true, "rate": 1e-300}',
+            "rate: must be a number of replays per second from 0.01 to 1000.0, got 1e-300",
+        ),
+        (
+            "/admin/dead-letters/replay",
+            b'{"all": true, "rate": 1e999}',
+            "rate: must be a number of replays per second from 0.01 to 1000.0, got inf",
+        ),
+        (
+            "/admin/dead-letters/replay",
+            b'{"all": true, "dry_run": "true"}',
+            "dry_run: must be true or false, got 'true'",
+        ),
+        ("/admin/dead-letters/replay", b'{"dry_run": true, "force": 1}', "force: must be true or false, got 1"),
+        ("/admin/dead-letters/purge", b'{"all": "yes"}', "all: must be true or false, got 'yes'"),
+    ],
+)
+def test_a_bad_admin_body_is_400_and_changes_nothing(relay, path, body, detail):
+    make_letters(relay, 2)
+    response = relay.client.post(
+        path, data=body, headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
+    )
+    assert (response.status_code, response.json) == (400, {"error": "invalid_request", "detail": detail})
+    assert len(dead_letters.find(relay.redis, dead_letters.Filter())) == 2
