@@ -10,7 +10,7 @@ import time
 import pytest
 
 from relay.domain.samples import sample_session, to_body
-from relay.store import jobs, keys, queues
+from relay.store import dead_letters, jobs, keys, queues
 from relay.store.attempts import LOG_FIELDS, attempt_log, attempts_of
 from relay.store.inbox import waiting
 from tests.conftest import FANOUT_YAML, signed_post
@@ -171,16 +171,16 @@ def test_an_event_that_matches_no_rule_is_logged_and_done(relay_factory, caplog)
     assert relay.http.requests == []
 
 
-def test_an_inbox_entry_whose_body_does_not_match_its_id_is_logged_and_skipped(relay, caplog):
+def test_an_inbox_entry_whose_body_does_not_match_its_id_is_kept_as_a_dead_letter(relay, caplog):
     (event,) = sample_session(("WMS_LOADED",))
     envelope = {"v": 1, "id": "wms:s:2", "source": "wms", "received_at": 0.0, "body": to_body(event).decode()}
     entry_id = relay.redis.xadd(keys.INBOX, envelope).decode()
     relay.drain()
-    assert (
-        f"inbox entry {entry_id} is not a valid envelope (envelope id 'wms:s:2' does not match its body's "
-        f"event id 'wms:{event['sessionId']}:0'); skipped: {json.dumps(envelope)}"
-    ) in caplog.text
+    reason = f"ValueError: envelope id 'wms:s:2' does not match its body's event id 'wms:{event['sessionId']}:0'"
+    assert f"inbox entry {entry_id} (wms:s:2) could not be routed ({reason}); kept as a dead letter" in caplog.text
     assert relay.http.requests == [] and waiting(relay.redis) == []
+    (letter,) = dead_letters.find(relay.redis, dead_letters.Filter())
+    assert (letter.destination, letter.event_id, letter.detail) == ("_routing", "wms:s:2", reason)
 
 
 def test_an_inbox_entry_that_is_no_envelope_is_logged_and_skipped(relay, caplog):
