@@ -3,6 +3,9 @@ one run, print a report with each target's verdict, and keep the raw figures as 
 
 The relay, its baselines and the load all share this machine, and machines are noisy: only the
 ratios within one run mean anything, never the absolute figures of different runs.
+
+`chaos` is a soak under faults, not a measurement (bench/chaos.py): it fails the command (exit 1)
+when anything accepted was lost or the relay answered a 5xx other than 503 (docs/delivery.md).
 """
 
 import argparse
@@ -15,11 +18,11 @@ from pathlib import Path
 
 from redis import Redis
 
-from bench import delivery, ingest, isolation
+from bench import chaos, delivery, ingest, isolation
 from bench.processes import ROOT
 from devtools.local_redis import LocalRedis
 
-PARTS = ("ingest", "delivery", "isolation", "soak")
+PARTS = ("ingest", "delivery", "isolation", "soak", "chaos")
 TARGETS = {
     "ingest": 0.50,
     "p99_ms": 25.0,
@@ -34,7 +37,7 @@ TARGETS = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev bench", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "parts", nargs="*", metavar="{ingest,delivery,isolation,soak}", help="what to measure (default: all)"
+        "parts", nargs="*", metavar="{ingest,delivery,isolation,soak,chaos}", help="what to run (default: all)"
     )
     parser.add_argument(
         "--quick", action="store_true", help="a small smoke run: it proves the harness, not the figures"
@@ -43,7 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-events", type=int, default=100_000, help="events for the RSS soak (default 100000)")
     parser.add_argument("--workers", type=int, default=2, help="Procfile worker processes (default 2)")
     parser.add_argument("--rounds", type=int, default=3, help="ingest rounds; the median counts (default 3)")
-    parser.add_argument("--rate", type=float, default=1000, help="open-loop requests/s for latency (default 1000)")
+    parser.add_argument(
+        "--rate", type=float, help="open-loop requests/s: ingest latency (default 1000), chaos (default 100)"
+    )
+    parser.add_argument("--duration", type=float, help="chaos: seconds of sending (default 60, --quick 8)")
+    parser.add_argument(
+        "--redis-kill", action="store_true", help="chaos: SIGKILL Redis (a crash) instead of a clean shutdown"
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.parts) - set(PARTS))
     if unknown:
@@ -55,6 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     workdir = ROOT / ".relay" / "bench" / stamp
     workdir.mkdir(parents=True)
     report: dict = {"date": stamp, "machine": _machine(), "args": vars(args)}
+    if set(parts) - {"chaos"}:
+        _measure(parts, args, workdir, report)
+    if "chaos" in parts:
+        plan = chaos.plan(args.duration, args.rate, args.workers, quick=args.quick, redis_kill=args.redis_kill)
+        report["chaos"] = chaos.run(workdir / "chaos", plan)
+        _print_chaos(report["chaos"])
+    (workdir / "report.json").write_text(json.dumps(report, indent=2))
+    print(f"\nraw figures and process logs: {workdir.relative_to(ROOT)}")
+    return 0 if report.get("chaos", {"ok": True})["ok"] else 1
+
+
+def _measure(parts: list[str], args: argparse.Namespace, workdir: Path, report: dict) -> None:
+    """The performance parts, on one private Redis."""
     with LocalRedis() as server:
         redis = Redis.from_url(server.url)
         env = {
@@ -64,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if "ingest" in parts:
             quick = {"seconds": 2, "latency_seconds": 2} if args.quick else {"seconds": 8, "latency_seconds": 10}
             report["ingest"] = ingest.run(
-                redis, env, workdir, rounds=args.rounds, rate=args.rate, connections=32, threads=2, **quick
+                redis, env, workdir, rounds=args.rounds, rate=args.rate or 1000, connections=32, threads=2, **quick
             )
             _print_ingest(report["ingest"])
         if "delivery" in parts or "soak" in parts or "isolation" in parts:
@@ -91,12 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                     _print_soak(report["soak"])
             finally:
                 sink.stop()
-    (workdir / "report.json").write_text(json.dumps(report, indent=2))
-    print(f"\nraw figures and process logs: {workdir.relative_to(ROOT)}")
-    return 0
 
 
-def _delivery(redis, env, workdir, sink, args) -> dict:
+def _delivery(redis: Redis, env: dict, workdir: Path, sink: delivery.Sink, args: argparse.Namespace) -> dict:
     noop = delivery.noop_run(redis, env, workdir, jobs_count=args.events, workers=args.workers)
     one = delivery.relay_run(redis, env, workdir, sink, events=args.events, destinations=1, workers=args.workers)
     three = delivery.relay_run(
@@ -177,6 +196,54 @@ def _print_soak(result: dict) -> None:
         f"  after warm-up {result['rss_kib_after_warmup']} KiB, after {result['rss_kib_after']} KiB, "
         f"growth {', '.join(f'{g:+.1%}' for g in result['growth'])}  "
         f"{_verdict(growth < TARGETS['rss_growth'], '< 10%')}"
+    )
+
+
+def _print_chaos(result: dict) -> None:
+    p, t = result["plan"], result["timeline"]
+    print(
+        f"\n## Chaos soak ({p['rate']:.0f} events/s for {p['duration']:.0f} s through the Procfile's web and "
+        f"{p['workers']} workers; a worker SIGKILLed at {t['worker_killed_at_s']} s, the callback receiver down "
+        f"{t['receiver_down_s']} s, Redis {'killed' if p['redis_kill'] else 'stopped'} {t['redis_down_s']} s)"
+    )
+    print(
+        f"  sent {result['events']} events in {result['requests']} requests: answers {result['answers']}; "
+        f"accepted {result['accepted']}, never accepted {result['never_accepted']}, "
+        f"accepted twice {result['accepted_twice']}"
+    )
+    print(
+        f"  503 {result['refused_503']} ({result['refused_503_while_redis_down']} while Redis was down), "
+        f"2xx while Redis was down {result['accepted_while_redis_down']}, other 5xx {result['other_5xx']}, "
+        f"no answer {result['no_answer']}; duplicates answered 200: {result['duplicates_answered']} "
+        f"({result['resent']} sent again on purpose)"
+    )
+    print(
+        f"  2xx answered in (ms, from when each request left) {result['answer_ms']}; the sender started "
+        f"events up to {result['sender_behind_s']} s late; CPU seconds {result['cpu_s']}"
+    )
+    for name, d in result["destinations"].items():
+        print(
+            f"  {name:8s} expected {d['expected']:6d}  delivered {d['delivered']:6d}  lost {d['lost']}  "
+            f"duplicate deliveries {d['duplicate_deliveries']}  unexpected {d['unexpected']}  "
+            f"failed attempts {d['failed_attempts']} ({d['failed_then_delivered']} events delivered later)  "
+            f"dead letters {d['dead_letters']}  202 to arrival (ms) {d['latency_ms']}"
+        )
+    r, k = result["receiver_restart"], result["killed_worker"]
+    print(
+        f"  receiver restart: {r['failed_events']} events refused while it was down, {r['later_delivered']} "
+        f"delivered after; paused {result['pauses'] or 'never'}"
+    )
+    print(
+        f"  killed worker pid {k['pid']} (exit {k['returncode']}, gone: {k['gone']}), replaced by pid "
+        f"{k['replacement']}; sends resent after a lost lease {result['resends_after_lost_lease']}, inbox "
+        f"take-overs {result['inbox_takeovers']}; workers that exited by themselves "
+        f"{result['unexpected_worker_exits'] or 'none'}; worker threads that crashed "
+        f"{result['crashed_threads'] or 'none'}"
+    )
+    left = "; still queued or leased at the end" if result["backlog_left"] else ""
+    print(
+        f"  lost {result['lost']}; drained {result['drain_s']} s after the last event was accepted{left}  "
+        f"{_verdict(result['ok'], 'nothing accepted lost, no 5xx but 503')}"
     )
 
 

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from relay.domain import signature
-from relay.domain.samples import sample_event, to_body
+from relay.domain.samples import COMPLETED_SESSION, FAILED_SESSION, sample_event, to_body
 
 SECRET = "bench-only-secret"
 SOURCE = "wms"
@@ -42,3 +42,20 @@ def relay_config(path: Path, sink_url: str, destinations: int) -> Path:
     }
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     return path
+
+
+def session_bodies(count: int, tag: str, timestamp: int) -> list[tuple[str, dict, str, bytes]]:
+    """`count` events of whole WMS sessions, alternately one that completes (11 INFO events) and
+    one that fails (a WARN and an ERROR among its 8): (event id, event, MAC, body) each. `tag`
+    makes the session ids of one run its own."""
+    out: list[tuple[str, dict, str, bytes]] = []
+    session = 0
+    while len(out) < count:
+        codes = COMPLETED_SESSION if session % 2 == 0 else FAILED_SESSION
+        session_id = f"{tag}-{session:07d}"
+        for sequence, code in enumerate(codes[: count - len(out)]):
+            event = sample_event(code, session_id, sequence, timestamp=timestamp)
+            body = to_body(event)
+            out.append((f"{SOURCE}:{session_id}:{sequence}", event, signature.compute(SECRET, body), body))
+        session += 1
+    return out

@@ -176,11 +176,13 @@ class Lane:
 
     def step(self) -> None:
         """One turn of the lane's loop: take, then sleep until something may be due."""
-        if self.rt.suspended():
-            # `rq suspend` pauses delivery too, until `rq resume`.
-            self._stop.wait(1)
-            return
         try:
+            # Inside the try: asking about `rq suspend` reads Redis too, and an error outside it
+            # ended the lane's thread while the worker lived on (found by bench/chaos.py).
+            if self.rt.suspended():
+                # `rq suspend` pauses delivery too, until `rq resume`.
+                self._stop.wait(1)
+                return
             result = self.take()
         except Exception:
             log.exception("taking deliveries for %s failed; trying again in %g s", self.name, ERROR_PAUSE)

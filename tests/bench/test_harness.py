@@ -1,17 +1,25 @@
-"""The benchmark harness stays runnable: a smoke run of its delivery part, and its open-loop
-generator against a real server. The figures themselves are not checked: only `./dev bench` on
+"""The benchmark harness stays runnable: a smoke run of its delivery part, its open-loop
+generator against a real server, and the chaos soak's receivers (the soak itself runs in
+tests/test_soak.py). The figures themselves are not checked: only `./dev bench` on
 a quiet machine says anything about them (README "Performance")."""
 
 import json
+import smtplib
 import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 
 from bench.loadgen import open_loop
-from bench.processes import ROOT, web_command
+from bench.processes import ROOT, Process, wait_http, web_command
+from devtools.local_redis import free_port
+from relay.domain.event import parse_event
+from relay.domain.samples import sample_event, to_body
+from workers.destinations.email import email_message
+from workers.destinations.slack import slack_message
 
 
 class _Answer(BaseHTTPRequestHandler):
@@ -59,3 +67,26 @@ def test_a_quick_delivery_run_reports_ratios_and_footprint(tmp_path):
         delivered = report[run]["bytes_per_event_delivered"]
         assert "relay:event:*" not in delivered and delivered["relay:inbox"] < 5
     assert report["ratio_one"] > 0 and report["ratio_three"] > 0
+
+
+@pytest.mark.slow  # starts the sink as a process
+def test_the_soak_receivers_journal_each_delivery_by_its_event_id(tmp_path):
+    # What the chaos soak counts (bench/chaos.py): a callback by its webhook-id, a Slack message and
+    # a mail by the event id their text names, as the relay's own adapters format them.
+    journal, port, smtp_port = tmp_path / "received.jsonl", free_port(), free_port()
+    sink = Process(f"python -m bench.sink {port} --journal {journal} --smtp-port {smtp_port}", {}, tmp_path / "s.log")
+    event = parse_event("wms", to_body(sample_event("API_ERROR", "harness-1", 4, timestamp=1_790_000_000)))
+    try:
+        wait_http(f"http://127.0.0.1:{port}/count", sink)
+        requests.post(f"http://127.0.0.1:{port}/callback", data=b"{}", headers={"webhook-id": event.id}, timeout=5)
+        requests.post(f"http://127.0.0.1:{port}/slack/T/B/X", json=slack_message(event), timeout=5)
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=5) as smtp:
+            smtp.send_message(email_message(event, "relay@example.com", ["ops@example.com"], [], "email"))
+    finally:
+        sink.stop()
+    rows = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [(path, event_id, status) for path, event_id, _, status in rows] == [
+        ("/callback", "wms:harness-1:4", 200),
+        ("/slack/T/B/X", "wms:harness-1:4", 200),
+        ("smtp", "wms:harness-1:4", 250),
+    ]

@@ -168,6 +168,35 @@ def test_the_worker_logs_and_keeps_reading_when_redis_fails(relay, caplog):
     assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(event)]
 
 
+@pytest.mark.slow  # a redis-server of its own, stopped and started again
+def test_a_lane_outlives_redis_failing_under_it_and_sends_again_when_it_is_back(relay, caplog):
+    # Found by bench/chaos.py: the lane asked about `rq suspend` outside its error handling, so a
+    # Redis stop of over a second ended every lane's thread while the worker lived on.
+    caplog.set_level(logging.ERROR, logger="workers")
+    server = LocalRedis().start()
+    try:
+        rt = Runtime.build(relay.rt.settings, relay.rt.config, connect(Secret(server.url)))
+        lane = rt.lane("crm")
+        lane.start()
+        try:
+            server.stop()
+            rt._suspended = (0.0, False)  # the once-a-second `rq suspend` answer is due to be asked again
+            until(lambda: "taking deliveries for crm failed" in caplog.text, "the lane's failure logged")
+            assert lane._thread is not None and lane._thread.is_alive()
+            server = LocalRedis(port=server.port).start()
+            (event,) = sample_session(("WMS_LOADED",))
+            client = create_app(rt.settings, rt.config, rt.redis).test_client()
+            assert signed_post(client, to_body(event)).status_code == 202
+            Drain(rt, name="one").drain_all()
+            until(lambda: relay.http.to(CRM_PATH), "the event at the callback", timeout=15)
+        finally:
+            lane.stop()
+            assert rt.wait_idle(10)
+    finally:
+        server.stop()
+    assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(event)]
+
+
 def test_rq_suspend_pauses_the_fan_out_and_the_sending_too(relay):
     (first,) = sample_session(("WMS_LOADED",))
     post(relay, [first])
