@@ -17,6 +17,12 @@ from config.values import email_problem, url_problem
 DEFAULT_CONFIG_PATH = str(Path(__file__).resolve().parent / "relay.yaml")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MIN_ADMIN_TOKEN = 24
+# REDIS_TLS_VERIFY's keywords; any other value is the path of a CA file.
+TLS_VERIFY_REQUIRED = "required"  # the system's CAs, and the host name
+TLS_VERIFY_NONE = "none"  # no verification: platforms whose Redis has a self-signed certificate
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+WORKER_PRESENCE_TTL = 15  # seconds: a worker heartbeats every third of it
+WORKER_ABSENT_AFTER = 60  # seconds: a restart's stop (30 s on Heroku) and start, with a margin
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,10 @@ class Settings:
     email_from: str | None
     web_concurrency: int  # read by the Procfile's gunicorn; checked here with the rest
     admin_token: Secret | None = None  # enables the admin API when set
+    redis_tls_verify: str = TLS_VERIFY_REQUIRED  # 'required', 'none' or a CA file; for rediss:// only
+    allow_eviction: bool = False  # `relay check-config --connect` accepts an evicting maxmemory-policy
+    worker_presence_ttl: int = WORKER_PRESENCE_TTL  # a worker unseen this long is presumed gone
+    worker_absent_after: int = WORKER_ABSENT_AFTER  # events waiting and no worker this long: a problem
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, require_redis: bool = True) -> "Settings":
@@ -48,6 +58,32 @@ class Settings:
                 problems.append("REDIS_URL: required, e.g. redis://localhost:6379/0")
         elif url_problem(redis_url, ("redis", "rediss", "unix")) or not _redis_py_accepts(redis_url):
             problems.append("REDIS_URL: must be a redis://, rediss:// or unix:// URL")
+
+        tls_verify = get("REDIS_TLS_VERIFY") or TLS_VERIFY_REQUIRED
+        if tls_verify.lower() in (TLS_VERIFY_REQUIRED, TLS_VERIFY_NONE):
+            tls_verify = tls_verify.lower()
+        elif problem := _ca_file_problem(tls_verify):
+            problems.append(
+                f"REDIS_TLS_VERIFY: must be 'required', 'none' or the path of a CA certificate file (PEM), "
+                f"got {tls_verify!r}: {problem}"
+            )
+
+        allow_text = (get("RELAY_ALLOW_EVICTION") or "0").lower()
+        if allow_text not in _TRUE + _FALSE:
+            problems.append(
+                f"RELAY_ALLOW_EVICTION: must be 1 or 0 (or true, false), got {get('RELAY_ALLOW_EVICTION')!r}"
+            )
+
+        presence_ttl = _seconds(get("WORKER_PRESENCE_TTL"), WORKER_PRESENCE_TTL, 1, 3600)
+        if presence_ttl is None:
+            problems.append(
+                f"WORKER_PRESENCE_TTL: must be a number of seconds (1-3600), got {get('WORKER_PRESENCE_TTL')!r}"
+            )
+        absent_after = _seconds(get("WORKER_ABSENT_AFTER"), WORKER_ABSENT_AFTER, 1, 86400)
+        if absent_after is None:
+            problems.append(
+                f"WORKER_ABSENT_AFTER: must be a number of seconds (1-86400), got {get('WORKER_ABSENT_AFTER')!r}"
+            )
 
         port_text = get("PORT") or "8000"
         port = int(port_text) if port_text.isdigit() else 0
@@ -89,6 +125,10 @@ class Settings:
             email_from=email_from,
             web_concurrency=web_concurrency,
             admin_token=Secret(admin_token) if admin_token else None,
+            redis_tls_verify=tls_verify,
+            allow_eviction=allow_text in _TRUE,
+            worker_presence_ttl=presence_ttl or WORKER_PRESENCE_TTL,
+            worker_absent_after=absent_after or WORKER_ABSENT_AFTER,
         )
 
     def require_redis_url(self) -> Secret:
@@ -106,3 +146,26 @@ def _redis_py_accepts(url: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _ca_file_problem(path: str) -> str | None:
+    """What is wrong with REDIS_TLS_VERIFY's CA file, or None: it must be a readable PEM file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+    except FileNotFoundError:
+        return "no such file"
+    except IsADirectoryError:
+        return "a directory, not a file"
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror})"
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        return "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+    return None
+
+
+def _seconds(text: str | None, default: int, low: int, high: int) -> int | None:
+    """A whole number of seconds within [low, high], the default when unset, None when invalid."""
+    if text is None:
+        return default
+    return int(text) if text.isdigit() and low <= int(text) <= high else None

@@ -68,7 +68,11 @@ class Runtime:
         session = http_session(sum(d.concurrency for d in config.destinations.values()))
         adapters = {name: build_adapter(name, d, settings, session) for name, d in config.destinations.items()}
         rt = cls(
-            settings, config, redis if redis is not None else connect(settings.require_redis_url()), adapters, session
+            settings,
+            config,
+            redis if redis is not None else connect(settings.require_redis_url(), settings.redis_tls_verify),
+            adapters,
+            session,
         )
         for name in config.destinations:
             rt.lane(name)

@@ -2,13 +2,21 @@
 destinations and the expiry of old dead letters, with the carrying over of earlier versions'
 scheduled jobs beside it. A ticker thread takes what is due every TICK seconds; a worker that
 dies while running a timer leaves it due again when its lease ends, for any other worker.
+
+Beside it, the heartbeat: the process's entry in relay:workers (relay/store/presence.py),
+written every third of WORKER_PRESENCE_TTL on a thread of its own (a long timer or `rq suspend`
+does not make a running worker look gone), and marked gone when the process stops cleanly.
 """
 
+import contextlib
 import logging
 import threading
 import time
 
-from relay.store import dead_letters, destination_state, due
+from redis.exceptions import RedisError
+
+from relay.store import dead_letters, destination_state, due, presence
+from relay.store.connection import explain
 from workers import migrate
 from workers.pausing import probe_due
 from workers.runtime import Runtime
@@ -90,3 +98,56 @@ class Ticker:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+
+
+class Heartbeat:
+    """Writes this process's presence every third of the settings' WORKER_PRESENCE_TTL."""
+
+    def __init__(self, rt: Runtime, worker_id: str | None = None):
+        self.rt = rt
+        self.id = worker_id or presence.worker_id()
+        self.ttl = float(rt.settings.worker_presence_ttl)
+        self.started = time.time()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+
+    def beat(self) -> bool:
+        """Write the entry now; a failure is logged once until a beat succeeds again."""
+        try:
+            presence.beat(self.rt.redis, self.id, self.started, self.ttl)
+        except RedisError as exc:
+            if not self._failing:
+                log.warning("cannot record this worker's heartbeat: %s", explain(exc, self.rt.redis))
+            self._failing = True
+            return False
+        if self._failing:
+            log.info("heartbeats recorded again")
+        self._failing = False
+        return True
+
+    def start(self) -> None:
+        """Beat now (the worker is seen as soon as it starts), then on a thread of its own."""
+        self.beat()
+        with contextlib.suppress(RedisError):  # the next start tries again; a stale entry only lingers
+            presence.forget_old(self.rt.redis)
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            self.beat()
+
+    def stop(self) -> None:
+        """Stop beating and mark this worker gone at once (a clean exit)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            presence.leave(self.rt.redis, self.id)
+        except RedisError as exc:
+            log.warning(
+                "cannot mark this worker gone (it is presumed gone %g s after its last heartbeat): %s",
+                self.ttl,
+                explain(exc, self.rt.redis),
+            )

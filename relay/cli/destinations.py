@@ -25,7 +25,7 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
 
     def redis_and_config() -> tuple[Redis, RelayConfig]:
         settings, config = load()
-        return connect(settings.require_redis_url()), config
+        return connect(settings.require_redis_url(), settings.redis_tls_verify), config
 
     @group.command("list")
     def list_() -> None:

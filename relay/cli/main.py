@@ -1,4 +1,5 @@
-"""The `relay` command: check the config, sign and send sample events, dead letters, destinations."""
+"""The `relay` command: check the config (and Redis), sign and send sample events, dead letters,
+destinations, the workers' status."""
 
 import json
 import sys
@@ -16,9 +17,17 @@ from config.settings import Settings
 from config.wms_events import CATALOGUE, SEVERITIES
 from relay.cli import dead_letters as dead_letters_cli
 from relay.cli import destinations as destinations_cli
+from relay.cli import status as status_cli
 from relay.domain import samples, signature
 from relay.domain.event import Event, InvalidEvent, parse_event
 from relay.domain.routing import describe_route
+from relay.store import preflight
+from relay.store.connection import Target, connect, explain
+
+# `relay check-config --connect`: 0 all good (notes on stderr for what the server did not let us
+# check), 1 the environment or the config file has problems, 3 Redis cannot be used as it is
+# (2 is click's, for a usage error).
+EXIT_CONFIG, EXIT_REDIS = 1, 3
 
 
 class _Relay(click.Group):
@@ -26,9 +35,15 @@ class _Relay(click.Group):
         try:
             return super().invoke(ctx)
         except RedisError as exc:
-            # redis-py's messages name host and port, never the password.
-            click.echo(f"error: redis: {exc.__class__.__name__}: {exc}", err=True)
+            settings = ctx.meta.get(_SETTINGS)
+            if settings is None or settings.redis_url is None:  # not ours: redis-py's names no password
+                click.echo(f"error: redis: {exc.__class__.__name__}: {exc}", err=True)
+            else:  # a client like the command's, to name where it connects (connecting is lazy)
+                click.echo(f"error: {explain(exc, connect(settings.redis_url, settings.redis_tls_verify))}", err=True)
             sys.exit(1)
+
+
+_SETTINGS = "relay.settings"  # the settings a command loaded, in its click context's meta
 
 
 @click.group(cls=_Relay)
@@ -38,10 +53,12 @@ def main() -> None:
 
 def _load(tool: bool = False) -> tuple[Settings, RelayConfig]:
     try:
-        return load(tool=tool)
+        settings, config = load(tool=tool)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
-        sys.exit(1)
+        sys.exit(EXIT_CONFIG)
+    click.get_current_context().meta[_SETTINGS] = settings
+    return settings, config
 
 
 def _known_source(config: RelayConfig, source: str) -> str:
@@ -53,6 +70,12 @@ def _known_source(config: RelayConfig, source: str) -> str:
 
 
 @main.command("check-config")
+@click.option(
+    "--connect",
+    "connect_redis",
+    is_flag=True,
+    help="Also connect to Redis and check it: reachable, password, TLS, version 6.2+, maxmemory-policy noeviction",
+)
 @click.option("--event", "code", help="Also show where a sample event with this code would go")
 @click.option("--source", help="The sample event's source [default: the first configured]")
 @click.option("--severity", type=click.Choice(SEVERITIES), help="Override the code's documented severity")
@@ -63,11 +86,16 @@ def _known_source(config: RelayConfig, source: str) -> str:
     metavar="FIELD=VALUE",
     help="Set a payload field (VALUE is read as JSON when it parses, e.g. snr=2.5)",
 )
-def check_config(code: str | None, source: str | None, severity: str | None, payload_items: tuple[str, ...]) -> None:
+def check_config(
+    connect_redis: bool, code: str | None, source: str | None, severity: str | None, payload_items: tuple[str, ...]
+) -> None:
     """Validate the environment and the config file; print every problem and exit 1 if any.
 
-    With --event, also print which rules fire for a realistic sample event and which destinations
-    would receive it. Nothing is sent.
+    With --connect, also connect to Redis and say precisely what stops the relay from using it
+    (exit 3): unreachable, password refused, TLS mismatch or certificate, a version older than
+    6.2, or a maxmemory-policy that evicts keys (unless RELAY_ALLOW_EVICTION=1). With --event,
+    also print which rules fire for a realistic sample event and which destinations would
+    receive it. Nothing is sent.
     """
     settings, config = _load()
     click.echo(
@@ -79,6 +107,33 @@ def check_config(code: str | None, source: str | None, severity: str | None, pay
     if code is not None:
         event = _sample_for_routing(config, code, source, severity, payload_items)
         click.echo("\n".join(describe_route(config.rules, event)))
+    if connect_redis and not _check_redis(settings):
+        sys.exit(EXIT_REDIS)
+
+
+def _check_redis(settings: Settings) -> bool:
+    """Print what `preflight.check` found; False when Redis cannot be used."""
+    redis = connect(settings.require_redis_url(), settings.redis_tls_verify)
+    try:
+        report = preflight.check(redis, settings.allow_eviction)
+    finally:
+        redis.close()
+    for finding in report.findings:
+        click.echo(f"{finding.level}: {finding.message}", err=True)
+    if not report.ok:
+        return False
+    target = Target.of(redis)
+    facts = [f"Redis {report.version}" if report.version else "version not checked"]
+    if target.tls:
+        facts.append(
+            {
+                "required": "TLS, certificate verified",
+                "none": "TLS, certificate not verified (REDIS_TLS_VERIFY=none)",
+            }.get(target.verify, f"TLS, certificate verified with {target.verify}")
+        )
+    facts.append(f"maxmemory-policy {report.policy}" if report.policy else "maxmemory-policy not checked")
+    click.echo(f"redis at {target.where}: OK ({', '.join(facts)})")
+    return True
 
 
 def _sample_for_routing(
@@ -146,3 +201,4 @@ def sign(source: str, body_file: IO[bytes]) -> None:
 
 dead_letters_cli.register(main, _load)
 destinations_cli.register(main, _load)
+status_cli.register(main, _load)

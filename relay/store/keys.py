@@ -34,6 +34,10 @@
                                         paused_at, paused_by ("auto" or "operator")
 - relay:parked:<name>           list    JSON [event id, attempt, deferrals, envelope] of deliveries waiting
                                         for a paused destination, oldest first
+- relay:workers                 hash    worker id (host:pid) -> JSON {host, pid, started, seen, until,
+                                        left}: each worker process's last heartbeat and until when it
+                                        counts as running; kept a day after it was last seen
+                                        (relay/store/presence.py)
 """
 
 INBOX = "relay:inbox"
@@ -41,6 +45,7 @@ INBOX_GROUP = "fanout"
 ATTEMPT_LOG = "relay:attempt-log"
 DEAD_LETTERS = "relay:dead-letters"
 DUE = "relay:due"
+WORKERS = "relay:workers"
 DELIVERY_PREFIX = "relay:delivery:"
 EVENT_PREFIX = "relay:event:"
 # Written by versions before per-destination queues; read only to carry their contents over
