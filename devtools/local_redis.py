@@ -12,9 +12,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from redis import Redis
-from redis.exceptions import RedisError
-
 
 def redis_server_binary() -> str:
     """The path of a redis-server executable; raise RuntimeError saying how to get one."""
@@ -42,9 +39,14 @@ def free_port() -> int:
 class LocalRedis:
     """One redis-server process on 127.0.0.1, started by start() and ended by stop()."""
 
-    def __init__(self, port: int | None = None, persist_in: str | None = None):
+    def __init__(self, port: int | None = None, persist_in: str | None = None, own_session: bool = False):
         """With `persist_in` (a directory), data is kept there (AOF, fsync always) and survives a
-        restart on the same directory: for tests of what a Redis restart keeps."""
+        restart on the same directory: for tests of what a Redis restart keeps.
+
+        With `own_session`, the server runs in a session of its own, out of reach of the signals a
+        terminal sends its foreground processes (Ctrl-C): `./dev up` stops it itself, last, once
+        the web and worker processes that use it have exited.
+        """
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir: tempfile.TemporaryDirectory[str] | None = None
@@ -54,10 +56,16 @@ class LocalRedis:
             self._dir = tempfile.TemporaryDirectory(prefix="relay-redis-")
             self._data_dir = self._dir.name
         self._persist = persist_in is not None
+        self._own_session = own_session
         self._process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10.0) -> "LocalRedis":
         """Start the server and wait until it answers PING."""
+        # Imported here: `./dev up` imports this module before it handles Ctrl-C, and redis-py
+        # takes a good part of a second to load.
+        from redis import Redis
+        from redis.exceptions import RedisError
+
         persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self._persist else ["--appendonly", "no"]
         args = [
             redis_server_binary(),
@@ -73,7 +81,9 @@ class LocalRedis:
             "--loglevel",
             "warning",
         ]
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=self._own_session
+        )
         client = Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
         while True:

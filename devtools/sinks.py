@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any, cast
 if TYPE_CHECKING:  # aiosmtpd is a dev dependency, imported where used
     from aiosmtpd.smtp import SMTP, Envelope, Session
 
-_print_lock = threading.Lock()
+# One block at a time on stdout: a request's lines, or one line of ./dev up's processes.
+print_lock = threading.Lock()
 
 
 def _say(lines: list[str]) -> None:
-    with _print_lock:
+    with print_lock:
         print("\n".join(f"sink     | {line}" for line in lines), file=sys.stdout, flush=True)
 
 
