@@ -1,5 +1,6 @@
 """`./dev bench` (python -m bench): measure ingest, delivery and footprint against baselines in
-one run, print a report with each target's verdict, and keep the raw figures as JSON.
+one run, size Redis for a day's traffic, print a report with each target's verdict, and keep the
+raw figures as JSON.
 
 The relay, its baselines and the load all share this machine, and machines are noisy: only the
 ratios within one run mean anything, never the absolute figures of different runs.
@@ -18,11 +19,11 @@ from pathlib import Path
 
 from redis import Redis
 
-from bench import chaos, delivery, ingest, isolation
+from bench import chaos, delivery, ingest, isolation, sizing
 from bench.processes import ROOT
 from devtools.local_redis import LocalRedis
 
-PARTS = ("ingest", "delivery", "isolation", "soak", "chaos")
+PARTS = ("ingest", "delivery", "isolation", "soak", "sizing", "chaos")
 TARGETS = {
     "ingest": 0.50,
     "p99_ms": 25.0,
@@ -37,7 +38,7 @@ TARGETS = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev bench", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "parts", nargs="*", metavar="{ingest,delivery,isolation,soak,chaos}", help="what to run (default: all)"
+        "parts", nargs="*", metavar="{ingest,delivery,isolation,soak,sizing,chaos}", help="what to run (default: all)"
     )
     parser.add_argument(
         "--quick", action="store_true", help="a small smoke run: it proves the harness, not the figures"
@@ -45,6 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20_000, help="events per delivery run (default 20000)")
     parser.add_argument("--soak-events", type=int, default=100_000, help="events for the RSS soak (default 100000)")
     parser.add_argument("--workers", type=int, default=2, help="Procfile worker processes (default 2)")
+    parser.add_argument("--sessions", type=int, default=2_000, help="sizing: WMS sessions delivered (default 2000)")
+    parser.add_argument(
+        "--fail-rate", type=float, default=0.02, help="sizing: deliveries whose first attempt fails (default 0.02)"
+    )
+    parser.add_argument(
+        "--dead-rate", type=float, default=0.002, help="sizing: deliveries that become dead letters (default 0.002)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="ingest rounds; the median counts (default 3)")
     parser.add_argument(
         "--rate", type=float, help="open-loop requests/s: ingest latency (default 1000), chaos (default 100)"
@@ -57,9 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.parts) - set(PARTS))
     if unknown:
         parser.error(f"unknown part {unknown[0]!r} (choose from {', '.join(PARTS)})")
+    if args.sessions < 1:
+        parser.error(f"--sessions: must be at least 1, got {args.sessions}")
+    if min(args.fail_rate, args.dead_rate) < 0 or args.fail_rate + args.dead_rate > 1:
+        parser.error(
+            f"--fail-rate and --dead-rate: must be shares from 0 to 1 in all, got {args.fail_rate} and {args.dead_rate}"
+        )
     parts = args.parts or list(PARTS)
     if args.quick:
-        args.events, args.soak_events, args.rounds = 500, 2_000, 1
+        args.events, args.soak_events, args.rounds, args.sessions = 500, 2_000, 1, 100
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = ROOT / ".relay" / "bench" / stamp
     workdir.mkdir(parents=True)
@@ -113,6 +127,17 @@ def _measure(parts: list[str], args: argparse.Namespace, workdir: Path, report: 
                     _print_soak(report["soak"])
             finally:
                 sink.stop()
+        if "sizing" in parts:
+            report["sizing"] = sizing.run(
+                redis,
+                server.url,
+                workdir,
+                sessions=args.sessions,
+                workers=args.workers,
+                fail_rate=args.fail_rate,
+                dead_rate=args.dead_rate,
+            )
+            print("\n".join(sizing.report_lines(report["sizing"])))
 
 
 def _delivery(redis: Redis, env: dict, workdir: Path, sink: delivery.Sink, args: argparse.Namespace) -> dict:
