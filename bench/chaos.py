@@ -426,6 +426,6 @@ def _report(
         "resends_after_lost_lease": logs.count("was lost in flight"),
         "inbox_takeovers": logs.count("taking over"),
         # A thread of a worker that ended on an exception: what it did is no longer done.
-        "crashed_threads": dict(Counter(re.findall(r"^Exception in thread (\S+?):", logs, re.M))),
+        "crashed_threads": dict(Counter(re.findall(r"Exception in thread (\S+?):", logs))),
         "ok": lost == 0 and other_5xx == 0 and never == 0 and impossible == 0,
     }

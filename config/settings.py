@@ -1,7 +1,7 @@
 """Process settings from environment variables: one table, read once at start-up."""
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from config.values import email_problem, url_problem
 # anywhere (or a process started elsewhere by a supervisor) reads the same file.
 DEFAULT_CONFIG_PATH = str(Path(__file__).resolve().parent / "relay.yaml")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")  # json: one object a line, for log drains; text: for people
 MIN_ADMIN_TOKEN = 24
 # REDIS_TLS_VERIFY's keywords; any other value is the path of a CA file.
 TLS_VERIFY_REQUIRED = "required"  # the system's CAs, and the host name
@@ -23,6 +24,9 @@ TLS_VERIFY_NONE = "none"  # no verification: platforms whose Redis has a self-si
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
 WORKER_PRESENCE_TTL = 15  # seconds: a worker heartbeats every third of it
 WORKER_ABSENT_AFTER = 60  # seconds: a restart's stop (30 s on Heroku) and start, with a margin
+# Seconds a worker's warm shutdown waits for its sends in flight before it gives their leases back
+# and exits: within Heroku's 30 s between SIGTERM and SIGKILL, with room for the giving back.
+SHUTDOWN_TIMEOUT = 25
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class Settings:
     allow_eviction: bool = False  # `relay check-config --connect` accepts an evicting maxmemory-policy
     worker_presence_ttl: int = WORKER_PRESENCE_TTL  # a worker unseen this long is presumed gone
     worker_absent_after: int = WORKER_ABSENT_AFTER  # events waiting and no worker this long: a problem
+    log_format: str = "text"  # LOG_FORMATS
+    shutdown_timeout: int = SHUTDOWN_TIMEOUT  # a worker's warm shutdown ends this long after SIGTERM
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, require_redis: bool = True) -> "Settings":
@@ -74,25 +80,17 @@ class Settings:
                 f"RELAY_ALLOW_EVICTION: must be 1 or 0 (or true, false), got {get('RELAY_ALLOW_EVICTION')!r}"
             )
 
-        presence_ttl = _seconds(get("WORKER_PRESENCE_TTL"), WORKER_PRESENCE_TTL, 1, 3600)
-        if presence_ttl is None:
-            problems.append(
-                f"WORKER_PRESENCE_TTL: must be a number of seconds (1-3600), got {get('WORKER_PRESENCE_TTL')!r}"
-            )
-        absent_after = _seconds(get("WORKER_ABSENT_AFTER"), WORKER_ABSENT_AFTER, 1, 86400)
-        if absent_after is None:
-            problems.append(
-                f"WORKER_ABSENT_AFTER: must be a number of seconds (1-86400), got {get('WORKER_ABSENT_AFTER')!r}"
-            )
+        presence_ttl = _seconds_setting("WORKER_PRESENCE_TTL", get, WORKER_PRESENCE_TTL, 1, 3600, problems)
+        absent_after = _seconds_setting("WORKER_ABSENT_AFTER", get, WORKER_ABSENT_AFTER, 1, 86400, problems)
+        shutdown_timeout = _seconds_setting("SHUTDOWN_TIMEOUT", get, SHUTDOWN_TIMEOUT, 0, 3600, problems)
 
         port_text = get("PORT") or "8000"
         port = int(port_text) if port_text.isdigit() else 0
         if not 1 <= port <= 65535:
             problems.append(f"PORT: must be a TCP port number (1-65535), got {port_text!r}")
 
-        log_level = (get("LOG_LEVEL") or "INFO").upper()
-        if log_level not in LOG_LEVELS:
-            problems.append(f"LOG_LEVEL: must be one of {', '.join(map(repr, LOG_LEVELS))}, got {get('LOG_LEVEL')!r}")
+        log_level = _one_of("LOG_LEVEL", (get("LOG_LEVEL") or "INFO").upper(), get, LOG_LEVELS, problems)
+        log_format = _one_of("LOG_FORMAT", (get("LOG_FORMAT") or "text").lower(), get, LOG_FORMATS, problems)
 
         concurrency_text = get("WEB_CONCURRENCY") or "2"
         web_concurrency = int(concurrency_text) if concurrency_text.isdigit() else 0
@@ -127,8 +125,10 @@ class Settings:
             admin_token=Secret(admin_token) if admin_token else None,
             redis_tls_verify=tls_verify,
             allow_eviction=allow_text in _TRUE,
-            worker_presence_ttl=presence_ttl or WORKER_PRESENCE_TTL,
-            worker_absent_after=absent_after or WORKER_ABSENT_AFTER,
+            worker_presence_ttl=presence_ttl,
+            worker_absent_after=absent_after,
+            log_format=log_format,
+            shutdown_timeout=shutdown_timeout,
         )
 
     def require_redis_url(self) -> Secret:
@@ -162,6 +162,27 @@ def _ca_file_problem(path: str) -> str | None:
     if b"-----BEGIN CERTIFICATE-----" not in head:
         return "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
     return None
+
+
+def _one_of(
+    name: str, value: str, get: Callable[[str], str | None], allowed: tuple[str, ...], problems: list[str]
+) -> str:
+    """`value` (variable `name`, normalised) if it is one of `allowed`; else a problem is added."""
+    if value not in allowed:
+        problems.append(f"{name}: must be one of {', '.join(map(repr, allowed))}, got {get(name)!r}")
+    return value
+
+
+def _seconds_setting(
+    name: str, get: Callable[[str], str | None], default: int, low: int, high: int, problems: list[str]
+) -> int:
+    """Variable `name` as a whole number of seconds within [low, high]; `default` when unset, or
+    when invalid (and a problem is added)."""
+    value = _seconds(get(name), default, low, high)
+    if value is None:
+        problems.append(f"{name}: must be a number of seconds ({low}-{high}), got {get(name)!r}")
+        return default
+    return value
 
 
 def _seconds(text: str | None, default: int, low: int, high: int) -> int | None:

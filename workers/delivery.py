@@ -23,6 +23,7 @@ from relay.store.attempts import ATTEMPTS_TTL, attempt_record
 from relay.store.deliveries import Claim
 from workers import runtime
 from workers.health import after_attempt, resume_if_auto
+from workers.outage import waits_out
 from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -73,16 +74,24 @@ def send_and_record(rt: Runtime, attempt: Attempt) -> None:
     try:
         outcome, duration = _send(rt, attempt)
     except Exception:
-        log.exception("%s: failed before sending", attempt)
+        log.exception("%s: failed before sending", attempt, extra=_fields(attempt))
         return
+    started = rt.outage.clock()
     try:
         if outcome.ok and attempt.probe_entry is None:
             _record_success(rt, attempt, outcome, duration)
         else:
             _record_other(rt, attempt, outcome, duration)
-    except Exception:
+        rt.outage.ok(started)
+    except Exception as exc:
         # Redis failed, or a bug: the lease is still there, so the attempt is due again when it ends.
-        log.exception("%s: %s, but not recorded; it is sent again when its lease ends", attempt, outcome.kind)
+        what = "%s: %s, but not recorded; it is sent again when its lease ends"
+        fields = _fields(attempt, outcome, duration)
+        if waits_out(exc):
+            rt.outage.failed(exc, started)  # Redis away: said once for the process, not per attempt
+            log.warning(what, attempt, outcome.kind, extra=fields)
+        else:
+            log.exception(what, attempt, outcome.kind, extra=fields)
 
 
 def _send(rt: Runtime, attempt: Attempt) -> tuple[Outcome, float]:
@@ -94,7 +103,7 @@ def _send(rt: Runtime, attempt: Attempt) -> tuple[Outcome, float]:
         try:
             outcome = adapter.deliver(attempt.event, attempt.envelope["body"].encode("utf-8"))
         except Exception as exc:
-            log.exception("%s: the %s adapter failed", attempt, type(adapter).__name__)
+            log.exception("%s: the %s adapter failed", attempt, type(adapter).__name__, extra=_fields(attempt))
             outcome = Outcome("permanent", "adapter error", f"{exc.__class__.__name__} (see the worker log)")
     return outcome, time.monotonic() - started
 
@@ -109,10 +118,9 @@ def _record_success(rt: Runtime, attempt: Attempt, outcome: Outcome, duration: f
     """A success: recorded and its delivery closed in one round trip."""
     record = attempt_record(attempt.event.id, attempt.destination, attempt.number, outcome, None, duration)
     owned, paused_by = attempt.claim.delivered(rt.redis, record, attempts_ttl(rt))
+    _log(attempt, outcome, duration, NextState(owned=owned, final="ok"))
     if not owned:
-        log.warning("%s: %s after its lease ran out; recorded, nothing more", attempt, outcome.kind)
         return
-    _log(attempt, outcome, NextState(owned=True, final="ok"))
     resume_if_auto(rt, attempt.destination, paused_by)
 
 
@@ -133,21 +141,45 @@ def _record_other(rt: Runtime, attempt: Attempt, outcome: Outcome, duration: flo
         attempts_ttl=attempts_ttl(rt),
         state_ttl=rt.config.state_ttl,
     )
+    _log(attempt, outcome, duration, next_state)
+    if next_state.owned:
+        # Not owned: its lease ran out and the delivery was taken again; the attempt that owns it
+        # decides, and moves the destination's health.
+        after_attempt(rt, attempt.destination, config, outcome)
+
+
+def _fields(attempt: Attempt, outcome: Outcome | None = None, duration: float | None = None) -> dict:
+    """The fields of an attempt's log records (relay/logs.py)."""
+    fields: dict = {
+        "event_id": attempt.event.id,
+        "source": attempt.event.source,
+        "destination": attempt.destination,
+        "attempt": attempt.number,
+    }
+    if outcome is not None:
+        fields.update(outcome=outcome.kind, status=outcome.status)
+    if duration is not None:
+        fields["duration_ms"] = round(duration * 1000, 1)
+    return fields
+
+
+def _log(attempt: Attempt, outcome: Outcome, duration: float, next_state: NextState) -> None:
+    """The attempt's one line: at INFO when it delivered, WARNING when it is retried or waits,
+    ERROR when its delivery ends as a dead letter."""
+    fields = _fields(attempt, outcome, duration)
+    what = f"{attempt}: {outcome.kind} ({outcome.status}) in {duration:.3f} s"
     if not next_state.owned:
-        # Its lease ran out and the delivery was taken again: the attempt that owns it decides.
-        log.warning("%s: %s after its lease ran out; recorded, nothing more", attempt, outcome.kind)
-        return
-    _log(attempt, outcome, next_state)
-    after_attempt(rt, attempt.destination, config, outcome)
-
-
-def _log(attempt: Attempt, outcome: Outcome, next_state: NextState) -> None:
-    what = f"{attempt}: {outcome.kind} ({outcome.status})"
-    if outcome.ok:
-        log.info(what)
+        fields["next"] = "superseded"
+        log.warning("%s after its lease ran out; recorded, nothing more", what, extra=fields)
+    elif outcome.ok:
+        fields["next"] = "delivered"
+        log.info("%s", what, extra=fields)
     elif next_state.retry is not None:
-        log.warning("%s %r; retrying in %.0fs", what, outcome.detail, next_state.retry.delay)
+        fields.update(next="retry", retry_in=round(next_state.retry.delay, 3))
+        log.warning("%s %r; retrying in %.0fs", what, outcome.detail, next_state.retry.delay, extra=fields)
     elif next_state.waits:
-        log.error("%s %r; the destination is paused and the delivery waits", what, outcome.detail)
+        fields["next"] = "waits"
+        log.warning("%s %r; the destination is paused and the delivery waits", what, outcome.detail, extra=fields)
     else:
-        log.error("%s %r; dead-lettered", what, outcome.detail)
+        fields["next"] = "dead_letter"
+        log.error("%s %r; dead-lettered", what, outcome.detail, extra=fields)

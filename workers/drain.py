@@ -26,6 +26,7 @@ from relay.store import keys, replies
 from relay.store.inbox import envelope_from_entry
 from relay.store.scripts import FORGET_READERS
 from workers.fanout import fan_out_batch
+from workers.outage import waits_out
 from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Drain:
     def step(self, block_ms: int | None = BLOCK_MS) -> int:
         """Fan out one batch; return how many entries it held (0: nothing was waiting)."""
         rt = self.rt
+        started = rt.outage.clock()
         if rt.suspended():
             # `rq suspend` pauses the whole worker, fan-out too, until `rq resume`.
             self._stop.wait(1 if block_ms else 0)
@@ -70,6 +72,7 @@ class Drain:
             if time.monotonic() >= self._next_maintenance:
                 self._next_maintenance = time.monotonic() + rt.config.operations.sweep_every
                 taken = self._take_over(int(rt.config.operations.lease_grace * 1000))
+                rt.outage.ok(started)
                 if taken:
                     return taken
             entries, self._reading_own = [], self._retry_own
@@ -81,6 +84,7 @@ class Drain:
             if not entries:
                 self._reading_own = False
                 entries = self._read(">", block_ms)
+            rt.outage.ok(started)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -125,12 +129,16 @@ class Drain:
             self.guarded_step()
 
     def guarded_step(self) -> None:
-        """One step; an error is logged, and what this reader holds is read once more, unless
-        that was what failed."""
+        """One step; an error is logged (Redis away: to the process's outage account), and what
+        this reader holds is read once more, unless that was what failed."""
+        started = self.rt.outage.clock()
         try:
             self.step()
-        except Exception:
-            log.exception("reading the inbox failed; trying again in %g s", ERROR_PAUSE)
+        except Exception as exc:
+            if waits_out(exc):
+                self.rt.outage.failed(exc, started)
+            else:
+                log.exception("reading the inbox failed; trying again in %g s", ERROR_PAUSE)
             self._retry_own = not self._reading_own
             self._stop.wait(ERROR_PAUSE)
 
@@ -140,7 +148,11 @@ class Drain:
         # Redis 6.2 answers an entry deleted while pending without its id: nothing to fan out.
         entries = [(entry_id, fields) for entry_id, fields in (reply[1] if reply else []) if entry_id]
         if entries:
-            log.warning("taking over %d inbox entries left pending by a stopped worker", len(entries))
+            log.warning(
+                "taking over %d inbox entries left pending by a stopped worker",
+                len(entries),
+                extra={"outcome": "taken_over"},
+            )
             self._fan_out(entries)
         FORGET_READERS.run(self.redis, [keys.INBOX], [keys.INBOX_GROUP, IDLE_READER_TTL_MS, self.name])
         return len(entries)

@@ -100,14 +100,26 @@ def _route(rt: Runtime, entry_id: bytes | None, envelope: dict) -> _Routed | _Un
         if isinstance(envelope.get("id"), str) and isinstance(envelope.get("source"), str):
             # Never a silent skip: the operator finds it among the dead letters and can replay it
             # (through the rules again) once the cause is fixed.
-            log.error("%s (%s) could not be routed (%s); kept as a dead letter", where, envelope["id"], reason)
+            log.error(
+                "%s (%s) could not be routed (%s); kept as a dead letter",
+                where,
+                envelope["id"],
+                reason,
+                extra={"event_id": envelope["id"], "source": envelope["source"], "outcome": "unroutable"},
+            )
             return _Unroutable(entry_id, envelope, reason)
         log.error("%s is not an event (%s); dropped: %s", where, reason, json.dumps(envelope)[:2000])
         return None
     for problem in result.unevaluable:
-        log.warning("%s (%s): %s; taken as not matching", where, event.id, problem)
+        log.warning("%s (%s): %s; taken as not matching", where, event.id, problem, extra={"event_id": event.id})
     if not result.destinations:
-        log.info("%s (%s, %s) matches no rule; not delivered anywhere", event.id, event.code, event.severity)
+        log.info(
+            "%s (%s, %s) matches no rule; not delivered anywhere",
+            event.id,
+            event.code,
+            event.severity,
+            extra={"event_id": event.id, "source": event.source, "outcome": "no_rule"},
+        )
         return None
     return _Routed(entry_id, envelope, result.destinations)
 
@@ -120,7 +132,12 @@ def _dead_letter(rt: Runtime, items: list[_Unroutable], failed: list[bytes | Non
         try:
             pipe.execute()
         except RedisError as exc:
-            log.error("%s: keeping it as a dead letter failed: %s", item.envelope["id"], exc)
+            log.error(
+                "%s: keeping it as a dead letter failed: %s",
+                item.envelope["id"],
+                exc,
+                extra={"event_id": item.envelope["id"]},
+            )
             failed.append(item.entry_id)
 
 
@@ -154,7 +171,13 @@ def _enqueue(rt: Runtime, chunk: list[_Routed], failed: list[bytes | None]) -> i
         answers = [next(replies) for _ in item.destinations]
         for destination, answer in zip(item.destinations, answers, strict=True):
             if isinstance(answer, Exception):
-                log.error("%s -> %s: queueing the delivery failed: %s", item.envelope["id"], destination, answer)
+                log.error(
+                    "%s -> %s: queueing the delivery failed: %s",
+                    item.envelope["id"],
+                    destination,
+                    answer,
+                    extra={"event_id": item.envelope["id"], "destination": destination},
+                )
         if isinstance(kept, Exception) or any(isinstance(answer, Exception) for answer in answers):
             failed.append(item.entry_id)
         elif not any(answers):

@@ -22,6 +22,7 @@ from relay.store import deliveries, queues
 from relay.store.deliveries import Claim
 from relay.store.queues import Take, Taken
 from workers.delivery import Attempt, attempts_ttl, read_envelope, send_and_record
+from workers.outage import waits_out
 from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Lane:
                 event_id,
                 self.name,
                 number,
+                extra={"event_id": event_id, "destination": self.name, "attempt": number, "outcome": "lost"},
             )
         for event_id, number in result.missing:
             log.error(
@@ -83,9 +85,17 @@ class Lane:
                 event_id,
                 self.name,
                 number,
+                extra={"event_id": event_id, "destination": self.name, "attempt": number, "outcome": "expired"},
             )
         if result.parked:
-            log.info("%s is paused: %d due deliveries wait for it", self.name, result.parked)
+            # DEBUG: a line per take while events arrive for a paused destination; its pause and
+            # resumption (relay/store/destination_state.py) are logged, with the count released.
+            log.debug(
+                "%s is paused: %d due deliveries wait for it",
+                self.name,
+                result.parked,
+                extra={"destination": self.name, "outcome": "parked"},
+            )
         for taken in result.taken:
             self._start(taken)
         return result
@@ -106,6 +116,7 @@ class Lane:
             self.name,
             exc.__class__.__name__,
             exc,
+            extra={"event_id": taken.event_id, "destination": self.name, "attempt": taken.number},
         )
         claim = Claim(taken.event_id, self.name, taken.number, taken.deferrals, taken.owner)
         outcome = Outcome("permanent", "invalid event", f"{exc.__class__.__name__}: {exc}"[:500])
@@ -123,7 +134,20 @@ class Lane:
 
     def submit(self, attempt: Attempt) -> None:
         """Send `attempt` (already holding its lease) on one of this lane's threads."""
-        self.submit_task(lambda: send_and_record(self.rt, attempt))
+        claim = attempt.claim
+        self.rt.hold(claim)  # from now: still waiting for a thread counts as in flight
+
+        def send() -> None:
+            try:
+                send_and_record(self.rt, attempt)
+            finally:
+                self.rt.let_go(claim)
+
+        try:
+            self.submit_task(send)
+        except BaseException:
+            self.rt.let_go(claim)
+            raise
 
     def start_probe(self, task: Callable[[], None]) -> bool:
         """Run a probe (`task`) on one of this lane's threads unless one is still waiting or
@@ -176,6 +200,7 @@ class Lane:
 
     def step(self) -> None:
         """One turn of the lane's loop: take, then sleep until something may be due."""
+        started = self.rt.outage.clock()
         try:
             # Inside the try: asking about `rq suspend` reads Redis too, and an error outside it
             # ended the lane's thread while the worker lived on (found by bench/chaos.py).
@@ -184,10 +209,14 @@ class Lane:
                 self._stop.wait(1)
                 return
             result = self.take()
-        except Exception:
-            log.exception("taking deliveries for %s failed; trying again in %g s", self.name, ERROR_PAUSE)
+        except Exception as exc:
+            if waits_out(exc):
+                self.rt.outage.failed(exc, started)  # one line for the process, not one per lane and try
+            else:
+                log.exception("taking deliveries for %s failed; trying again in %g s", self.name, ERROR_PAUSE)
             self._stop.wait(ERROR_PAUSE)
             return
+        self.rt.outage.ok(started)
         if result.taken and self._in_flight < self.concurrency and not self.interval:
             return  # there may be more due right now
         timeout = IDLE_POLL if result.wait is None else min(result.wait, IDLE_POLL)

@@ -39,23 +39,31 @@ def probe_once(rt: Runtime, name: str) -> bool:
             name,
             parked.number,
             exc.__class__.__name__,
+            extra={"event_id": parked.event_id, "destination": name, "attempt": parked.number, "outcome": "dropped"},
         )
         return False
     attempt = Attempt(envelope, event, name, parked.number, parked.deferrals, probe_entry=entry)
     lease = config.timeout + rt.config.operations.lease_grace
 
+    # Routine, at DEBUG: a destination paused for a day is probed all day. The probe's attempt
+    # itself has its line, as every attempt does (workers/delivery.py).
     def claim_and_send() -> None:
         # Claimed on the thread that sends it, so its lease starts when its send can start.
-        claimed = attempt.claim.claim_probe(rt.redis, lease, rt.config.state_ttl, parked.envelope_json, entry)
+        claim = attempt.claim
+        claimed = claim.claim_probe(rt.redis, lease, rt.config.state_ttl, parked.envelope_json, entry)
         if claimed != 1:
             why = "in flight already" if claimed == 0 else "a stale copy, removed"
-            log.info("%s: %s; not probing with it", attempt, why)
+            log.debug("%s: %s; not probing with it", attempt, why)
             return
-        log.info("probing paused destination %s with %s (attempt %d)", name, parked.event_id, parked.number)
-        send_and_record(rt, attempt)
+        log.debug("probing paused destination %s with %s (attempt %d)", name, parked.event_id, parked.number)
+        rt.hold(claim)
+        try:
+            send_and_record(rt, attempt)
+        finally:
+            rt.let_go(claim)
 
     if not rt.lane(name).start_probe(claim_and_send):
-        log.info("probing %s: the previous probe is still in hand; not starting another", name)
+        log.debug("probing %s: the previous probe is still in hand; not starting another", name)
         return False
     return True
 
@@ -85,7 +93,13 @@ def announce_to_operations(rt: Runtime, text: str) -> None:
         return
     outcome = rt.adapters[target].notify(text)
     if not outcome.ok:
-        log.error("could not announce to %s: %s %s", target, outcome.status, outcome.detail)
+        log.error(
+            "could not announce to %s: %s %s",
+            target,
+            outcome.status,
+            outcome.detail,
+            extra={"destination": target, "outcome": outcome.kind, "status": outcome.status},
+        )
 
 
 def announce(text: str) -> None:

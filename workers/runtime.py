@@ -24,8 +24,10 @@ from config.loader import load
 from config.model import RelayConfig
 from config.settings import Settings
 from relay.store.connection import connect
+from relay.store.deliveries import Claim
 from workers.destinations import build_adapter
 from workers.destinations.base import Adapter
+from workers.outage import Outage
 
 if TYPE_CHECKING:
     from workers.lanes import Lane
@@ -57,8 +59,13 @@ class Runtime:
     http: requests.Session | None = None  # the one the adapters share, when build() made them
     lanes: dict[str, "Lane"] = field(default_factory=dict)
     running: bool = False  # the lanes run on threads of their own (python -m workers), not in tests
+    outage: Outage = field(init=False)  # the one account of Redis outages of this process
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _suspended: tuple[float, bool] = (0.0, False)  # (checked at, answer)
+    _held: dict[str, Claim] = field(default_factory=dict)  # leases of sends in flight, by owner token
+
+    def __post_init__(self) -> None:
+        self.outage = Outage(self.redis)
 
     @classmethod
     def build(cls, settings: Settings, config: RelayConfig, redis: Redis | None = None) -> "Runtime":
@@ -102,6 +109,21 @@ class Runtime:
         """Tell these destinations' lanes that deliveries were queued for them."""
         for name in names:
             self.lane(name).wake()
+
+    def hold(self, claim: Claim) -> None:
+        """A send holding `claim`'s lease starts (a capped shutdown gives back what is held)."""
+        with self._lock:
+            self._held[claim.owner] = claim
+
+    def let_go(self, claim: Claim) -> None:
+        """The send holding `claim`'s lease is over, recorded or not."""
+        with self._lock:
+            self._held.pop(claim.owner, None)
+
+    def held(self) -> list[Claim]:
+        """The leases of the sends in flight now."""
+        with self._lock:
+            return list(self._held.values())
 
     def suspended(self) -> bool:
         """Whether `rq suspend` is in force (asked of Redis at most once a second)."""

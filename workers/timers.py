@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from relay.store import dead_letters, destination_state, due, presence
 from relay.store.connection import explain
 from workers import migrate
+from workers.outage import waits_out
 from workers.pausing import probe_due
 from workers.runtime import Runtime
 
@@ -60,13 +61,18 @@ def tick(rt: Runtime, now: float | None = None, most: int = 50) -> int:
             break
         (member,) = members
         ran += 1
+        started = rt.outage.clock()
         try:
             following = run(rt, member)
-        except Exception:
-            log.exception("timer %s failed; it runs again in %g s", member, LEASE)
+        except Exception as exc:
+            if waits_out(exc):
+                rt.outage.failed(exc, started)
+            else:
+                log.exception("timer %s failed; it runs again in %g s", member, LEASE)
             continue  # its lease ends and it is due again
         if not due.done(rt.redis, member, token, following):
             log.warning("timer %s outlasted its %g s lease and was taken over", member, LEASE)
+        log.debug("timer %s ran", member)
     return ran
 
 
@@ -85,13 +91,23 @@ class Ticker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                if not self.rt.suspended():
-                    tick(self.rt)
-            except Exception:
-                log.exception("running timers failed; trying again in %g s", ERROR_PAUSE)
-                self._stop.wait(ERROR_PAUSE)
+            self.step()
             self._stop.wait(TICK)
+
+    def step(self) -> None:
+        """One look at relay:due; an error is logged (Redis away: to the process's outage account)."""
+        rt = self.rt
+        started = rt.outage.clock()
+        try:
+            if not rt.suspended():
+                tick(rt)
+                rt.outage.ok(started)
+        except Exception as exc:
+            if waits_out(exc):
+                rt.outage.failed(exc, started)
+            else:
+                log.exception("running timers failed; trying again in %g s", ERROR_PAUSE)
+            self._stop.wait(ERROR_PAUSE)
 
     def stop(self) -> None:
         """Stop ticking (a timer in hand finishes first)."""
@@ -110,20 +126,20 @@ class Heartbeat:
         self.started = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._failing = False
 
     def beat(self) -> bool:
-        """Write the entry now; a failure is logged once until a beat succeeds again."""
+        """Write the entry now; a failure goes to the process's outage account (Redis away) or
+        is logged."""
+        started = self.rt.outage.clock()
         try:
             presence.beat(self.rt.redis, self.id, self.started, self.ttl)
         except RedisError as exc:
-            if not self._failing:
+            if waits_out(exc):
+                self.rt.outage.failed(exc, started)
+            else:
                 log.warning("cannot record this worker's heartbeat: %s", explain(exc, self.rt.redis))
-            self._failing = True
             return False
-        if self._failing:
-            log.info("heartbeats recorded again")
-        self._failing = False
+        self.rt.outage.ok(started)
         return True
 
     def start(self) -> None:

@@ -1,19 +1,34 @@
 """Every HTTP error is JSON {"error": ..., "detail": ...}, produced here and nowhere else."""
 
-from flask import Flask, Response, jsonify
+import logging
+
+from flask import Flask, Response, jsonify, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
+from relay import logs
+
+log = logging.getLogger(__name__)
+
 
 class ApiError(Exception):
-    """An error response: status, a stable machine-readable code, and a human-readable detail."""
+    """An error response: status, a stable machine-readable code, and a human-readable detail;
+    `log_detail`, when given, is what the log says instead (a 401's precise cause, never answered)."""
 
-    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        log_detail: str | None = None,
+    ):
         super().__init__(detail)
         self.status = status
         self.error = error
         self.detail = detail
         self.headers = headers or {}
+        self.log_detail = log_detail
 
 
 # Werkzeug's own errors (routing, size limit) under our codes and wording; looked up by
@@ -31,11 +46,28 @@ def too_large(limit: int) -> ApiError:
     return ApiError(413, "payload_too_large", f"request body is larger than {limit} bytes")
 
 
+def rejected(status: int, error: str, reason: str) -> None:
+    """One log line for the request in hand when it is answered 4xx (a 5xx is logged where it
+    happens: a Redis error at ERROR, a bug with its traceback)."""
+    if 400 <= status < 500:
+        logs.rejected(
+            log,
+            status,
+            error,
+            reason,
+            method=request.method,
+            path=request.path,
+            remote=request.remote_addr,
+            source=(request.view_args or {}).get("source"),
+        )
+
+
 def register(app: Flask) -> None:
     """Install the JSON error handlers on the app."""
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
+        rejected(exc.status, exc.error, exc.log_detail or exc.detail)
         response = jsonify(error=exc.error, detail=exc.detail)
         response.status_code = exc.status
         response.headers.update(exc.headers)
@@ -57,6 +89,7 @@ def register(app: Flask) -> None:
             detail = f"method not allowed; this endpoint accepts {allowed}"
         if exc.code == 413:
             detail = too_large(app.config["RELAY"].ingest.max_body_bytes).detail
+        rejected(exc.code or 500, error, detail)
         response = jsonify(error=error, detail=detail)
         response.status_code = exc.code or 500
         if allowed:

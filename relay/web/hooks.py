@@ -34,8 +34,8 @@ def receive(source: str) -> tuple[Response, int]:
         signature.verify(request.headers.get(signature.HEADER), body, source_config.mac_secrets)
     except signature.SignatureError as exc:
         # The precise cause goes to the log only: a generic answer tells a prober nothing.
-        log.warning("rejected request to /hooks/%s from %s: %s", source, request.remote_addr, exc)
-        raise ApiError(401, "unauthorized", f"missing or invalid {signature.HEADER} signature") from None
+        generic = f"missing or invalid {signature.HEADER} signature"
+        raise ApiError(401, "unauthorized", generic, log_detail=str(exc)) from None
 
     try:
         event = parse_event(source, body)
@@ -47,20 +47,34 @@ def receive(source: str) -> tuple[Response, int]:
         accepted = current_app.extensions["relay.store.inbox"].accept(event, body)
     except RedisError as exc:
         # redis-py's messages name host and port, never the password.
-        log.error("redis unavailable, refused event %s: %s: %s", event.id, exc.__class__.__name__, exc)
+        log.error(
+            "redis unavailable, refused event %s: %s: %s",
+            event.id,
+            exc.__class__.__name__,
+            exc,
+            extra={"event_id": event.id, "source": source, "status": 503, "outcome": "unavailable"},
+        )
         raise ApiError(
             503,
             "unavailable",
             "cannot store the event right now; retry later",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         ) from None
+    fields = {"event_id": accepted.event_id, "source": source}
     if not event.known:
-        log.info("accepted unknown event code %r as %s: not in the WMS catalogue", event.code, event.id)
+        log.info(
+            "accepted unknown event code %r as %s: not in the WMS catalogue",
+            event.code,
+            event.id,
+            extra={**fields, "outcome": "unknown_code"},
+        )
     if accepted.duplicate:
-        log.info("duplicate %s not queued again", accepted.event_id)
+        log.info("duplicate %s not queued again", accepted.event_id, extra={**fields, "outcome": "duplicate"})
         return jsonify(status="duplicate", id=accepted.event_id), 200
     # DEBUG, not INFO: a line per accepted event costs ingest throughput (docs/performance.md).
-    log.debug("accepted %s (%s, %s)", accepted.event_id, event.code, event.severity)
+    log.debug(
+        "accepted %s (%s, %s)", accepted.event_id, event.code, event.severity, extra={**fields, "outcome": "accepted"}
+    )
     return jsonify(status="accepted", id=accepted.event_id), 202
 
 

@@ -37,6 +37,9 @@ REDIS = {"REDIS_URL": "redis://localhost:6379/0"}
             {**REDIS, "LOG_LEVEL": "verbose"},
             "LOG_LEVEL: must be one of 'DEBUG', 'INFO', 'WARNING', 'ERROR', got 'verbose'",
         ),
+        ({**REDIS, "LOG_FORMAT": "logfmt"}, "LOG_FORMAT: must be one of 'text', 'json', got 'logfmt'"),
+        ({**REDIS, "SHUTDOWN_TIMEOUT": "25s"}, "SHUTDOWN_TIMEOUT: must be a number of seconds (0-3600), got '25s'"),
+        ({**REDIS, "SHUTDOWN_TIMEOUT": "3601"}, "SHUTDOWN_TIMEOUT: must be a number of seconds (0-3600), got '3601'"),
         ({**REDIS, "SMTP_URL": "mail.example.com:587"}, "SMTP_URL: must be an smtp:// or smtps:// URL with a host"),
         (
             {**REDIS, "EMAIL_FROM": "Relay <relay@example.com>"},
@@ -86,6 +89,7 @@ def test_defaults():
         "INFO",
     )
     assert (settings.smtp_url, settings.email_from) == (None, None)
+    assert (settings.log_format, settings.shutdown_timeout) == ("text", 25)
 
 
 def test_blank_variables_count_as_unset():
@@ -100,10 +104,13 @@ def test_valid_values_are_read():
             "RELAY_CONFIG": "/etc/relay.yaml",
             "PORT": "8080",
             "LOG_LEVEL": "debug",
+            "LOG_FORMAT": "JSON",
+            "SHUTDOWN_TIMEOUT": "0",
             "SMTP_URL": "smtps://relay:pw@mail.example.com:465",
             "EMAIL_FROM": "relay@example.com",
         }
     )
+    assert (settings.log_format, settings.shutdown_timeout) == ("json", 0)
     assert settings.redis_url.reveal() == "rediss://:pw@redis.example.com:6380/1"
     assert (settings.config_path, settings.port, settings.log_level) == ("/etc/relay.yaml", 8080, "DEBUG")
     assert settings.smtp_url.reveal() == "smtps://relay:pw@mail.example.com:465"

@@ -129,8 +129,8 @@ def test_a_stop_ends_web_and_worker_then_the_private_redis_without_a_traceback(t
     try:
         if serving:
             wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).ok, 30, "the web process")
-            # RQ cleans its registries once its signal handlers, and so the inbox reader, are in place.
-            wait_for(lambda: "cleaning registries" in log(), 20, "the worker to run")
+            # Logged once its signal handlers, and so the inbox reader and the lanes, are in place.
+            wait_for(lambda: "ready: reading the inbox" in log(), 20, "the worker to run")
             commands = list(still_running(descendants(process.pid)).values())
             assert any("redis-server" in c for c in commands), commands
             assert any("gunicorn" in c for c in commands), commands

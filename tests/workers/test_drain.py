@@ -2,6 +2,7 @@
 envelope kept exactly as long as a retry may need it."""
 
 import logging
+import re
 import time
 
 import pytest
@@ -141,7 +142,7 @@ def test_the_envelope_goes_once_the_last_destination_is_dead_lettered(relay):
 
 @pytest.mark.slow  # a redis-server of its own, stopped and started again
 def test_the_worker_logs_and_keeps_reading_when_redis_fails(relay, caplog):
-    caplog.set_level(logging.ERROR, logger="workers")
+    caplog.set_level(logging.WARNING, logger="workers")
     server = LocalRedis().start()  # a Redis of its own, stopped under the reader and started again
     try:
         rt = Runtime.build(relay.rt.settings, relay.rt.config, connect(Secret(server.url)))
@@ -150,7 +151,7 @@ def test_the_worker_logs_and_keeps_reading_when_redis_fails(relay, caplog):
         rt.lane("crm").start()  # the lane that sends what the reader queues
         try:
             server.stop()
-            until(lambda: "reading the inbox failed; trying again in 1 s" in caplog.text, "the failed read logged")
+            until(lambda: "redis unreachable: " in caplog.text, "the outage logged")
             # After an error it reads once more what it may still hold (set just after the log line).
             until(lambda: reader._retry_own, "the reader to read what it holds once more")
             server = LocalRedis(port=server.port).start()
@@ -166,13 +167,24 @@ def test_the_worker_logs_and_keeps_reading_when_redis_fails(relay, caplog):
     finally:
         server.stop()
     assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(event)]
+    # The reader and the lane both failed, every second: one line when it began, one when it ended.
+    assert_one_outage(caplog, server.port)
+
+
+def assert_one_outage(caplog, port: int) -> None:
+    """The log says the outage began and ended, once each, and shows no traceback."""
+    lines = [r.getMessage() for r in caplog.records if r.name == "workers.outage" and r.levelno >= logging.INFO]
+    assert len(lines) == 2, lines
+    assert lines[0] == f"redis unreachable: redis at 127.0.0.1:{port} is unreachable (connection refused); retrying"
+    assert re.fullmatch(r"redis reachable again after \d+\.\d s \(\d+ failed tr(y|ies)\)", lines[1]), lines[1]
+    assert not any(r.exc_info for r in caplog.records), "a traceback was logged"
 
 
 @pytest.mark.slow  # a redis-server of its own, stopped and started again
 def test_a_lane_outlives_redis_failing_under_it_and_sends_again_when_it_is_back(relay, caplog):
     # Found by bench/chaos.py: the lane asked about `rq suspend` outside its error handling, so a
     # Redis stop of over a second ended every lane's thread while the worker lived on.
-    caplog.set_level(logging.ERROR, logger="workers")
+    caplog.set_level(logging.WARNING, logger="workers")
     server = LocalRedis().start()
     try:
         rt = Runtime.build(relay.rt.settings, relay.rt.config, connect(Secret(server.url)))
@@ -181,7 +193,7 @@ def test_a_lane_outlives_redis_failing_under_it_and_sends_again_when_it_is_back(
         try:
             server.stop()
             rt._suspended = (0.0, False)  # the once-a-second `rq suspend` answer is due to be asked again
-            until(lambda: "taking deliveries for crm failed" in caplog.text, "the lane's failure logged")
+            until(lambda: "redis unreachable: " in caplog.text, "the lane's failure logged")
             assert lane._thread is not None and lane._thread.is_alive()
             server = LocalRedis(port=server.port).start()
             (event,) = sample_session(("WMS_LOADED",))
@@ -195,6 +207,7 @@ def test_a_lane_outlives_redis_failing_under_it_and_sends_again_when_it_is_back(
     finally:
         server.stop()
     assert [r.body for r in relay.http.to(CRM_PATH)] == [to_body(event)]
+    assert_one_outage(caplog, server.port)
 
 
 def test_rq_suspend_pauses_the_fan_out_and_the_sending_too(relay):

@@ -298,7 +298,7 @@ def test_deliveries_left_parked_for_an_active_destination_are_released_by_the_ex
 
 
 def test_a_probe_never_resends_a_delivery_that_is_already_done(relay_factory, caplog):
-    caplog.set_level(logging.INFO, logger="workers")
+    caplog.set_level(logging.DEBUG, logger="workers")  # probes are routine: at DEBUG
     relay = relay_factory(PAUSING)
     (event,) = sample_session(("WMS_LOADED",))
     post(relay, [event])
@@ -318,7 +318,7 @@ def test_a_probe_never_resends_a_delivery_that_is_already_done(relay_factory, ca
 
 
 def test_probes_of_a_slow_destination_do_not_pile_up(relay_factory, caplog):
-    caplog.set_level(logging.INFO, logger="workers")
+    caplog.set_level(logging.DEBUG, logger="workers")  # probes are routine: at DEBUG
     relay = relay_factory(PAUSING)
     post(relay, sample_session(("WMS_LOADED",)))
     assert destination_state.pause(relay.redis, "crm", "testing", "auto", 60)

@@ -138,6 +138,7 @@ def test_no_secret_fragment_reaches_any_log_record_attempt_or_dead_letter(relay_
     ours = [r for r in records if r.name != "mail.log"]
     assert {r.name.split(".")[0] for r in ours} >= {"workers", "relay"}
     shown = "\n".join(logging.Formatter("%(name)s %(message)s").format(r) for r in ours)
+    shown += "\n".join(logs.JsonFormatter().format(r) for r in ours)  # with the fields passed as extra=
     for fragment in FRAGMENTS:
         assert fragment not in shown, [r.getMessage() for r in ours if fragment in r.getMessage()]
         assert fragment not in kept, fragment
