@@ -190,10 +190,26 @@ def test_procfile_worker_finishes_the_job_in_hand_on_sigterm(tmp_path, settings,
     assert job.get_status(refresh=True) == JobStatus.FINISHED
 
 
-def test_procfile_release_checks_the_config(tmp_path, settings):
+def test_procfile_release_checks_the_config_and_redis(tmp_path, settings, redis_server):
     env = process_env(REDIS_URL=settings.redis_url.reveal(), RELAY_CONFIG=settings.config_path)
     ok = subprocess.run(["bash", "-c", procfile_command("release")], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert (ok.returncode, ok.stdout) == (0, f"{settings.config_path}: OK (1 source(s), 0 destination(s), 0 rule(s))\n")
+    assert (ok.returncode, ok.stderr) == (0, "")
+    config_line, redis_line = ok.stdout.splitlines()
+    assert config_line == f"{settings.config_path}: OK (1 source(s), 0 destination(s), 0 rule(s))"
+    assert redis_line.startswith(f"redis at 127.0.0.1:{redis_server.port}: OK (Redis ")
+    assert redis_line.endswith(", maxmemory-policy noeviction)")
+    port = free_port()
+    down = subprocess.run(
+        ["bash", "-c", procfile_command("release")],
+        cwd=ROOT,
+        env=dict(env, REDIS_URL=f"redis://127.0.0.1:{port}/0"),
+        capture_output=True,
+        text=True,
+    )
+    assert (down.returncode, down.stderr) == (
+        3,
+        f"error: redis at 127.0.0.1:{port} is unreachable (connection refused)\n",
+    )
     env.pop("WMS_MAC_SECRET")
     bad = subprocess.run(["bash", "-c", procfile_command("release")], cwd=ROOT, env=env, capture_output=True, text=True)
     assert bad.returncode == 1

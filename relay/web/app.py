@@ -1,5 +1,6 @@
 """The Flask app factory: settings and config are loaded and checked before anything is served."""
 
+import os
 import sys
 
 from flask import Flask
@@ -13,7 +14,7 @@ from config.settings import Settings
 from relay import logs
 from relay.store.connection import connect
 from relay.store.inbox import Inbox
-from relay.web import admin, errors, health, hooks, openapi
+from relay.web import admin, deadline, errors, health, hooks, openapi
 
 
 def create_app(
@@ -26,9 +27,9 @@ def create_app(
     """
     if settings is None or config is None:
         settings, config = load()
-        logs.configure(settings.log_level)
+        logs.configure(settings.log_level, settings.log_format)
     if redis is None:
-        redis = connect(settings.require_redis_url())
+        redis = connect(settings.require_redis_url(), settings.redis_tls_verify)
 
     app = Flask(__name__)
     # Flask's default provider, as always here: the JSONProvider it is typed as has no sort_keys.
@@ -54,10 +55,19 @@ def create_app_or_exit() -> Flask:
 
     The Procfile runs gunicorn with --preload, so this runs once in the master before any worker
     is forked: the operator sees the problem list, not a traceback per worker. (Without --preload,
-    exit code 3 is gunicorn's "worker failed to boot" and still stops it.)
+    exit code 3 is gunicorn's "worker failed to boot" and still stops it.) The web worker's own
+    variable (RELAY_READ_TIMEOUT, relay.web.deadline) is checked here too, with the rest.
     """
+    problems = []
     try:
-        return create_app()
+        deadline.read_timeout(os.environ)
+    except ValueError as exc:
+        problems.append(str(exc))
+    try:
+        app = create_app()
     except ConfigError as exc:
-        print(exc, file=sys.stderr, flush=True)
+        problems[:0] = exc.problems
+    if problems:
+        print("\n".join(problems), file=sys.stderr, flush=True)
         raise SystemExit(3) from None
+    return app
