@@ -233,7 +233,9 @@ class IngestWorker(ThreadWorker):
 
     def murder_pending(self) -> None:
         """gthread's, and the requests past their deadline: a JSON 408 to those that began. A
-        stopping worker closes at once the connections that sent nothing yet."""
+        stopping worker ends every request still arriving at once: it closes the connections that
+        sent nothing yet and answers the others 408 (their senders retry), rather than wait out
+        their deadline while the platform's stop timeout runs."""
         super().murder_pending()
         now = time.monotonic()
         while self.reading:
@@ -242,7 +244,7 @@ class IngestWorker(ThreadWorker):
                 break
             self._expire(conn)
         if not self.alive:
-            for conn in [c for c in self.reading if c.scanner is not None and not c.scanner.started]:
+            for conn in list(self.reading):
                 self._expire(conn)
         while self.lingering:
             conn = next(iter(self.lingering))
