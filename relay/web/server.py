@@ -187,12 +187,9 @@ class IngestWorker(ThreadWorker):
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_request_bytes, conn))
 
     def on_request_bytes(self, conn: _Conn, sock: socket.socket) -> None:
-        try:
-            data = sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        data = _receive(sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         assert conn.scanner is not None
         if data:
             verdict = self._scan(conn, data)
@@ -325,12 +322,9 @@ class IngestWorker(ThreadWorker):
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_linger_bytes, conn))
 
     def _on_linger_bytes(self, conn: _Conn, sock: socket.socket) -> None:
-        try:
-            data = sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        data = _receive(sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         conn.drained += len(data)
         if not data or conn.drained >= LINGER_MAX_BYTES:
             self._end_linger(conn)
@@ -365,3 +359,13 @@ class IngestWorker(ThreadWorker):
 
 def _address(addr: Any) -> str:
     return str(addr[0]) if isinstance(addr, tuple) and addr else "a unix socket"
+
+
+def _receive(sock: socket.socket) -> bytes | None:
+    """What a readable socket holds: b"" at its end (or when it failed), None when nothing came after all."""
+    try:
+        return sock.recv(RECV_SIZE)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
