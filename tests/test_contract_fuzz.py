@@ -178,6 +178,8 @@ def test_the_running_app_keeps_to_its_openapi_document(web, redis):
         for mode in (GenerationMode.POSITIVE, *negative):
             fuzz(operation, mode, run, web, session, signer, admin)
 
+    # What was sent and answered, shown with `pytest -s` (the figures of a longer run by hand).
+    print(f"\n{sum(run.calls.values())} requests:", {label: dict(run.statuses[label]) for label in run.calls})
     assert not run.failures, run.report()
     # Not vacuous: every operation was called, those with inputs EXAMPLES times in each mode or
     # more; signed events were accepted and refused, and every 202 put its event in the inbox.
