@@ -19,6 +19,7 @@ from relay.store.connection import connect
 from relay.store.jobs import QUEUE_NAME
 from relay.web.app import create_app
 from tests.peers import HttpPeer, SmtpPeer
+from tests.redis_servers import Server, make_certs
 from workers import runtime, timers
 from workers.drain import Drain
 from workers.runtime import Runtime
@@ -37,6 +38,19 @@ CONFIG_ENV = {"WMS_MAC_SECRET": SECRET, "WMS_MAC_SECRET_PREVIOUS": PREVIOUS_SECR
 def redis_server():
     """One private redis-server for the whole run: nothing else on the machine is touched."""
     with LocalRedis() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """A test CA, a server certificate for 127.0.0.1/localhost signed by it, and an unrelated CA."""
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def tls_server(certs):
+    """A redis-server that speaks only TLS, with the test certificate."""
+    with Server(tls=certs) as server:
         yield server
 
 

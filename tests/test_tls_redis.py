@@ -24,21 +24,9 @@ from relay.store.inbox import waiting
 from relay.store.jobs import QUEUE_NAME
 from relay.web.app import create_app
 from tests.conftest import CONFIG_ENV
-from tests.redis_servers import Server, make_certs
 from tests.test_processes import BIN, ROOT, process_env, signed, start, stop, wait_for
 
 pytestmark = pytest.mark.slow  # real processes on a TLS redis-server
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def tls_server(certs):
-    with Server(tls=certs) as server:
-        yield server
 
 
 @pytest.fixture

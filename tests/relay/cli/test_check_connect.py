@@ -10,20 +10,9 @@ from devtools.local_redis import free_port
 from relay.cli.main import main
 from relay.store.preflight import eviction_message
 from tests.conftest import CONFIG_ENV
-from tests.redis_servers import Server, make_certs
+from tests.redis_servers import Server
 
 PASSWORD = "release-check-pass"
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def tls_server(certs):
-    with Server(tls=certs) as server:
-        yield server
 
 
 @pytest.fixture

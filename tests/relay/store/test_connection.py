@@ -7,20 +7,9 @@ from redis.exceptions import RedisError
 from config.secret import Secret
 from devtools.local_redis import free_port
 from relay.store.connection import connect, explain
-from tests.redis_servers import Server, make_certs
+from tests.redis_servers import Server
 
 PASSWORD = "s3cret-pass-word"
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def tls_server(certs):
-    with Server(tls=certs) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
