@@ -164,6 +164,8 @@ def relay_config(path: Path, receivers: Receivers) -> Path:
             "ops-email": {"type": "email", "to": ["ops@example.com"], **timers},
         },
         "rules": RULES,
+        # Outcomes decided as soon as the events are in, so that the records measured are final.
+        "sessions": {"settle": "10ms"},
     }
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     return path
@@ -178,7 +180,10 @@ def _settled(redis: Redis, receivers: Receivers, ok: int, dead: int) -> bool:
     if len(receivers.delivered) < ok or redis.zcard(keys.DEAD_LETTERS) < dead or redis.xlen(keys.INBOX):
         return False
     busy = [*redis.scan_iter(match="relay:queue:*"), *redis.scan_iter(match="relay:inflight:*")]
-    return not any(redis.zcard(key) for key in busy)
+    if any(redis.zcard(key) for key in busy):
+        return False
+    # Every session's outcome decided: its timer gone, its record final.
+    return not any(m.startswith(b'["session"') for m in redis.zrange(keys.DUE, 0, -1))
 
 
 def measure(
@@ -261,6 +266,7 @@ STRUCTURES = (
     ("attempt lists", ("relay:attempts:*",), "attempts_ttl"),
     ("dead letters", ("relay:dead-letter:*", keys.DEAD_LETTERS), "dead_letters"),
     ("attempt log", (keys.ATTEMPT_LOG,), "attempt_log_cap"),
+    ("session records", ("relay:session:*", keys.SESSIONS), "sessions"),
 )
 
 
@@ -306,6 +312,7 @@ class Retention:
     attempts_ttl: float  # max(14 days, dead_letters.retention): workers/delivery.py
     dead_letters: float  # dead_letters.retention, after up to a retry horizon of retries
     attempt_log_cap: int  # relay/store/attempts.py ATTEMPT_LOG_MAXLEN
+    sessions: float  # sessions.retention
 
 
 def retention(name: str, settings: dict, attempt_log_cap: int = ATTEMPT_LOG_MAXLEN) -> Retention:
@@ -314,14 +321,20 @@ def retention(name: str, settings: dict, attempt_log_cap: int = ATTEMPT_LOG_MAXL
     horizon = max([d.retry.horizon for d in config.destinations.values()] or [RetryPolicy().horizon])
     kept = config.dead_letters.retention
     return Retention(
-        name, config.ingest.dedup_window, config.state_ttl, max(kept, ATTEMPTS_TTL), kept + horizon, attempt_log_cap
+        name,
+        config.ingest.dedup_window,
+        config.state_ttl,
+        max(kept, ATTEMPTS_TTL),
+        kept + horizon,
+        attempt_log_cap,
+        config.sessions.retention,
     )
 
 
-SHRUNK = {"ingest": {"dedup_window": "1d"}, "dead_letters": {"retention": "3d"}}
+SHRUNK = {"ingest": {"dedup_window": "1d"}, "dead_letters": {"retention": "3d"}, "sessions": {"retention": "1d"}}
 SCENARIOS = (
     retention("defaults", {}),
-    retention("dedup_window 1d, retention 3d", SHRUNK),
+    retention("dedup 1d, dead letters 3d, sessions 1d", SHRUNK),
 )
 
 
@@ -376,6 +389,7 @@ KEPT = {
     "attempts_ttl": "max(14 d, dead_letters.retention)",
     "dead_letters": "dead_letters.retention + retry horizon",
     "attempt_log_cap": "its newest entries",
+    "sessions": "sessions.retention",
 }
 
 

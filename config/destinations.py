@@ -113,7 +113,15 @@ class Sending(Strict):
     pause: PausePolicy = PausePolicy()
 
 
-class SlackDestination(Sending):
+class Folding(Sending):
+    """The keys of destinations read by people (Slack, email), which can fold a backlog."""
+
+    # When a rate limit holds deliveries back, up to this many that are due are sent as one
+    # digest message, which counts and lists them all; 1: never fold, each waits its turn.
+    digest_max: int = Field(default=50, ge=1, le=500)
+
+
+class SlackDestination(Folding):
     """A Slack incoming webhook."""
 
     type: Literal["slack"]
@@ -122,7 +130,7 @@ class SlackDestination(Sending):
     template: Annotated[str, AfterValidator(_template)] | None = None
 
 
-class EmailDestination(Sending):
+class EmailDestination(Folding):
     """Mail sent through SMTP_URL from EMAIL_FROM."""
 
     type: Literal["email"]
@@ -139,6 +147,10 @@ class HttpDestination(Sending):
     signing_secret: Annotated[Secret, AfterValidator(_signing_secret)]
     # Values often carry an API key: held as secrets.
     headers: Annotated[dict[HeaderName, Secret], AfterValidator(_header_values)] = {}
+    # Each session's events in `sequence` order: one waits until the one before it is delivered
+    # or dead-lettered; a sequence number never seen is waited for `gap_timeout`, then skipped.
+    ordered: bool = False
+    gap_timeout: Duration = Field(default=30.0, gt=0, le=86400)
 
 
 Destination = Annotated[SlackDestination | EmailDestination | HttpDestination, Field(discriminator="type")]

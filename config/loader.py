@@ -290,6 +290,14 @@ def _cross_reference_problems(data: dict) -> list[str]:
         for j, target in enumerate(targets):
             if isinstance(target, str) and target not in destinations:
                 problems.append(f"rules[{i}].to[{j}]: undefined destination {target!r} (defined: {defined})")
+            elif isinstance(target, str) and rule.get("group_by") is not None:
+                kind = _mapping(destinations[target]).get("type")
+                if kind not in (None, "slack", "email"):
+                    # A grouped message is for people; a callback takes each event as WMS sent it.
+                    problems.append(
+                        f"rules[{i}].to[{j}]: group_by applies to slack and email destinations, "
+                        f"got {target!r} (type {kind!r})"
+                    )
         match = _mapping(rule.get("match"))
         match_sources = _list(match.get("source"))
         for j, source in enumerate(match_sources):

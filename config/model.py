@@ -46,6 +46,18 @@ class Operations(Strict):
     sweep_every: Duration = 15.0
 
 
+class Sessions(Strict):
+    """Measurement sessions, followed from their events (relay/domain/session.py)."""
+
+    # A final outcome is emitted this long after the session's last event, so that late or
+    # reordered events still count.
+    settle: Duration = Field(default=30.0, ge=0, le=3600)
+    # No event for this long: the session is abandoned.
+    idle_timeout: Duration = Field(default=600.0, ge=1, le=7 * 86400)
+    # A session's record is kept this long after its last event.
+    retention: Duration = Field(default=7 * 86400.0, ge=3600)
+
+
 class RelayConfig(Strict):
     """The whole config file."""
 
@@ -55,6 +67,7 @@ class RelayConfig(Strict):
     ingest: Ingest = Ingest()
     dead_letters: DeadLetters = DeadLetters()
     operations: Operations = Operations()
+    sessions: Sessions = Sessions()
 
     @property
     def state_ttl(self) -> int:

@@ -3,12 +3,12 @@
 import difflib
 import fnmatch
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StringConstraints, model_validator
 
-from config.types import Severity, Strict
-from config.wms_events import CATALOGUE, SEVERITIES
+from config.types import Duration, Severity, Strict
+from config.wms_events import CATALOGUE, DERIVED, SEVERITIES
 
 _THRESHOLD = re.compile(r"\s*(>=|<=|>|<|==)\s*([A-Z]+)\s*")
 
@@ -67,6 +67,11 @@ class Rule(Strict):
     match: Match = Match()
     to: list[str] = Field(min_length=1)
     stop: bool = False  # when this rule matches, later rules are not evaluated
+    # `session`: the events of one session this rule sends to a slack or email destination become
+    # one message, sent `group_wait` after the first; later ones one follow-up per `group_interval`.
+    group_by: Literal["session"] | None = None
+    group_wait: Duration = Field(default=30.0, ge=0, le=3600)
+    group_interval: Duration = Field(default=300.0, ge=1, le=86400)
 
 
 def rule_warnings(rules: list[Rule]) -> list[str]:
@@ -74,9 +79,9 @@ def rule_warnings(rules: list[Rule]) -> list[str]:
     warnings = []
     for i, rule in enumerate(rules):
         for j, pattern in enumerate(rule.match.event):
-            if any(fnmatch.fnmatchcase(code, pattern) for code in CATALOGUE):
+            if any(fnmatch.fnmatchcase(code, pattern) for code in (*CATALOGUE, *DERIVED)):
                 continue
-            close = difflib.get_close_matches(pattern, CATALOGUE, n=1)
+            close = difflib.get_close_matches(pattern, [*CATALOGUE, *DERIVED], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             warnings.append(
                 f"rules[{i}].match.event[{j}]: {pattern!r} matches no documented WMS event code{hint}; "

@@ -57,3 +57,20 @@ CATALOGUE: dict[str, EventType] = {
         ),
     )
 }
+
+
+# Codes the relay derives itself, never sent by WMS (ingest refuses them): the outcome of a
+# session (relay/domain/session.py), and a rule's grouped message of one session's events.
+SESSION_COMPLETED = "SESSION_COMPLETED"
+SESSION_FAILED = "SESSION_FAILED"
+SESSION_ABANDONED = "SESSION_ABANDONED"
+EVENT_GROUP = "EVENT_GROUP"
+DERIVED: dict[str, EventType] = {
+    e.code: e
+    for e in (
+        EventType(SESSION_COMPLETED, "INFO", (), "The measurement session ended with results"),
+        EventType(SESSION_FAILED, "ERROR", (), "The measurement session failed"),
+        EventType(SESSION_ABANDONED, "WARN", (), "The measurement session was abandoned before results"),
+        EventType(EVENT_GROUP, "INFO", (), "A session's events matched by one rule, in one message"),
+    )
+}

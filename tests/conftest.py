@@ -14,13 +14,13 @@ from config.loader import load_config
 from config.settings import Settings
 from devtools.local_redis import LocalRedis
 from relay.domain.signature import compute
-from relay.store import keys, queues
+from relay.store import due, keys, queues
 from relay.store.connection import connect
 from relay.store.jobs import QUEUE_NAME
 from relay.web.app import create_app
 from tests.peers import HttpPeer, SmtpPeer
 from tests.redis_servers import Server, make_certs
-from workers import runtime, timers
+from workers import runtime, sessions, timers
 from workers.drain import Drain
 from workers.runtime import Runtime
 
@@ -188,8 +188,8 @@ class Relay:
         now = time.time()
         found = []
         for key in self.redis.scan_iter(match=keys.queue_key("*")):
-            for member, due in self.redis.zrangebyscore(key, f"({now}", "+inf", withscores=True):
-                found.append((*queues.parse_member(member), due))
+            for member, when in self.redis.zrangebyscore(key, f"({now}", "+inf", withscores=True):
+                found.append((*queues.parse_member(member), when))
         return sorted(found, key=lambda item: item[-1])
 
     def run_due_retries(self) -> int:
@@ -207,12 +207,28 @@ class Relay:
         """The timers set in relay:due and when each is due (unix s)."""
         return {m.decode(): score / 1000 for m, score in self.redis.zrange(keys.DUE, 0, -1, withscores=True)}
 
-    def run_due_timers(self) -> int:
-        """Run every timer now, as if its time had come (probes, dead-letter expiry); return how many."""
-        members = self.redis.zrange(keys.DUE, 0, -1)
+    def run_due_timers(self, kinds: tuple[str, ...] = (due.PROBE, due.EXPIRE_DEAD_LETTERS)) -> int:
+        """Run every timer of these kinds now, as if its time had come (by default probes and
+        dead-letter expiry, not the sessions' timers: see settle_sessions); return how many."""
+        members = [m for m in self.redis.zrange(keys.DUE, 0, -1) if due.parse_timer(m)[0] in kinds]
         if members:
             self.redis.zadd(keys.DUE, dict.fromkeys(members, 0))
         return timers.tick(self.rt)
+
+    def settle_sessions(self, after: float = 86400) -> int:
+        """Run every session's timer as if `after` seconds had passed (outcomes settled, idle
+        sessions abandoned); return how many ran. Drain afterwards to send what they emitted."""
+        ran = 0
+        for member in self.redis.zrange(keys.DUE, 0, -1):
+            kind, args = due.parse_timer(member)
+            if kind == due.SESSION:
+                following = sessions.run_timer(self.rt, *args, now=time.time() + after)
+                if following is None:
+                    due.cancel(self.redis, member.decode())
+                else:
+                    due.schedule(self.redis, member.decode(), following, replace=True)
+                ran += 1
+        return ran
 
     def expire_leases(self) -> int:
         """Make every lease run out now, as when a worker died mid-send; return how many."""

@@ -18,10 +18,13 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from config.destinations import HttpDestination
+from config.rules import Rule
+from relay.domain.event import Event
 from relay.domain.outcome import Outcome
 from relay.domain.routing import route
-from relay.store import dead_letters, deliveries, keys, queues
-from workers import runtime
+from relay.store import dead_letters, deliveries, keys, queues, sessions
+from workers import grouping, ordering, runtime
 from workers.delivery import read_envelope
 from workers.runtime import Runtime
 
@@ -32,11 +35,19 @@ FANOUT_CHUNK = 64  # deliveries per transaction: bounds the size of one MULTI
 
 @dataclass(frozen=True)
 class _Routed:
-    """One event to fan out: where it came from and the first attempt of each delivery."""
+    """One event to fan out: where it came from and where it goes, by how it is queued there."""
 
     entry_id: bytes | None  # its inbox entry; None for an event that did not come from the inbox
     envelope: dict
-    destinations: tuple[str, ...]
+    event: Event
+    destinations: tuple[str, ...]  # each delivery queued at once
+    ordered: tuple[str, ...] = ()  # held until the session's earlier events are done (workers/ordering.py)
+    grouped: tuple[tuple[str, Rule], ...] = ()  # into the session's grouped message (workers/grouping.py)
+
+    @property
+    def size(self) -> int:
+        """How many deliveries (or group entries) this event makes."""
+        return len(self.destinations) + len(self.ordered) + len(self.grouped)
 
 
 def fan_out_batch(rt: Runtime, entries: list[tuple[bytes | None, dict | None]]) -> int:
@@ -51,14 +62,17 @@ def fan_out_batch(rt: Runtime, entries: list[tuple[bytes | None, dict | None]]) 
     """
     routed: list[_Routed] = []
     unroutable: list[_Unroutable] = []
+    tracked: list[tuple[bytes | None, Event, float]] = []
     for entry_id, envelope in entries:
         if envelope is not None:
-            item = _route(rt, entry_id, envelope)
+            item = _route(rt, entry_id, envelope, tracked)
             if isinstance(item, _Routed):
                 routed.append(item)
             elif isinstance(item, _Unroutable):
                 unroutable.append(item)
     failed: list[bytes | None] = []
+    if tracked:
+        _track(rt, tracked, failed)
     queued = 0
     for chunk in _chunks(routed, FANOUT_CHUNK):
         queued += _enqueue(rt, chunk, failed)
@@ -73,7 +87,7 @@ def fan_out_batch(rt: Runtime, entries: list[tuple[bytes | None, dict | None]]) 
         ack.xack(keys.INBOX, keys.INBOX_GROUP, *done)
         ack.xdel(keys.INBOX, *done)
         ack.execute()
-    rt.wake({d for item in routed for d in item.destinations})
+    rt.wake({d for item in routed for d in (*item.destinations, *item.ordered)})
     if failed:
         raise RuntimeError(f"{len(failed)} inbox entries could not be fanned out and stay pending")
     return queued
@@ -88,12 +102,17 @@ class _Unroutable:
     reason: str
 
 
-def _route(rt: Runtime, entry_id: bytes | None, envelope: dict) -> _Routed | _Unroutable | None:
+def _route(
+    rt: Runtime, entry_id: bytes | None, envelope: dict, tracked: list[tuple[bytes | None, Event, float]]
+) -> _Routed | _Unroutable | None:
     """The event's first attempts; _Unroutable for one that cannot be routed; None (logged at
-    INFO) for one that matches no rule, or (at ERROR) for an entry that is not an event at all."""
+    INFO) for one that matches no rule, or (at ERROR) for an entry that is not an event at all.
+    A WMS event read is added to `tracked`, routed or not: its session counts every event."""
     where = f"inbox entry {entry_id.decode()}" if entry_id else "a queued event"
     try:
         event = read_envelope(envelope)  # written by our own inbox: only a bug or a hand-made entry fails
+        if not event.derived:
+            tracked.append((entry_id, event, envelope["received_at"]))
         result = route(rt.config.rules, event)
     except Exception as exc:  # noqa: BLE001 - one bad entry must not hold up the rest of its batch
         reason = f"{exc.__class__.__name__}: {exc}"
@@ -121,7 +140,43 @@ def _route(rt: Runtime, entry_id: bytes | None, envelope: dict) -> _Routed | _Un
             extra={"event_id": event.id, "source": event.source, "outcome": "no_rule"},
         )
         return None
-    return _Routed(entry_id, envelope, result.destinations)
+    rules = {rule.name: rule for rule in rt.config.rules}
+    grouped = dict(result.grouped)
+    ordered = tuple(d for d in result.destinations if d not in grouped and _is_ordered(rt, d) and not event.derived)
+    return _Routed(
+        entry_id,
+        envelope,
+        event,
+        tuple(d for d in result.destinations if d not in grouped and d not in ordered),
+        ordered,
+        tuple((d, rules[name]) for d, name in grouped.items()),
+    )
+
+
+def _is_ordered(rt: Runtime, destination: str) -> bool:
+    config = rt.config.destinations.get(destination)
+    return isinstance(config, HttpDestination) and config.ordered
+
+
+def _track(rt: Runtime, tracked: list[tuple[bytes | None, Event, float]], failed: list[bytes | None]) -> None:
+    """Track the batch's events in their sessions (relay/store/sessions.py), in one round trip;
+    entries whose writes failed go to `failed`, to be read again (tracking twice is harmless)."""
+    config = rt.config.sessions
+    pipe = rt.redis.pipeline(transaction=False)
+    for _, event, received_at in tracked:
+        sessions.track(pipe, event, received_at, config.settle, config.retention)
+    replies = pipe.execute(raise_on_error=False)
+    per_event = len(replies) // len(tracked)
+    for i, (entry_id, event, _) in enumerate(tracked):
+        errors = [r for r in replies[i * per_event : (i + 1) * per_event] if isinstance(r, Exception)]
+        if errors:
+            log.error(
+                "%s: tracking its session failed: %s",
+                event.id,
+                errors[0],
+                extra={"event_id": event.id, "source": event.source},
+            )
+            failed.append(entry_id)
 
 
 def _dead_letter(rt: Runtime, items: list[_Unroutable], failed: list[bytes | None]) -> None:
@@ -146,11 +201,11 @@ def _chunks(routed: list[_Routed], limit: int) -> Iterator[list[_Routed]]:
     chunk: list[_Routed] = []
     size = 0
     for item in routed:
-        if chunk and size + len(item.destinations) > limit:
+        if chunk and size + item.size > limit:
             yield chunk
             chunk, size = [], 0
         chunk.append(item)
-        size += len(item.destinations)
+        size += item.size
     if chunk:
         yield chunk
 
@@ -160,16 +215,23 @@ def _enqueue(rt: Runtime, chunk: list[_Routed], failed: list[bytes | None]) -> i
     transaction; return how many were queued. Entries whose writes failed go to `failed`."""
     pipe = rt.redis.pipeline(transaction=True)  # so no delivery's end can fall between our writes
     for item in chunk:
-        deliveries.keep_envelope(pipe, item.envelope, rt.config.state_ttl)
+        if item.destinations or item.ordered:  # a grouped message keeps what it needs of the event
+            deliveries.keep_envelope(pipe, item.envelope, rt.config.state_ttl)
         for destination in item.destinations:
             queues.enqueue_first(pipe, item.envelope["id"], destination, rt.config.state_ttl)
+        for destination in item.ordered:
+            ordering.hold(pipe, rt, item.event, destination)
+        for destination, rule in item.grouped:
+            grouping.add(pipe, rt, item.event, item.envelope, destination, rule)
     replies = iter(pipe.execute(raise_on_error=False))
     queued = 0
     for item in chunk:
-        # Per event: the envelope's write, then one enqueue per destination, in the order queued.
-        kept = next(replies)
-        answers = [next(replies) for _ in item.destinations]
-        for destination, answer in zip(item.destinations, answers, strict=True):
+        # Per event: the envelope's write, then one answer per destination, in the order queued:
+        # 1 queued (or held), 0 queued before; a grouped entry's answer only tells of an error.
+        kept = next(replies) if item.destinations or item.ordered else None
+        targets = [*item.destinations, *item.ordered, *(d for d, _ in item.grouped)]
+        answers = [next(replies) for _ in targets]
+        for destination, answer in zip(targets, answers, strict=True):
             if isinstance(answer, Exception):
                 log.error(
                     "%s -> %s: queueing the delivery failed: %s",
@@ -180,11 +242,11 @@ def _enqueue(rt: Runtime, chunk: list[_Routed], failed: list[bytes | None]) -> i
                 )
         if isinstance(kept, Exception) or any(isinstance(answer, Exception) for answer in answers):
             failed.append(item.entry_id)
-        elif not any(answers):
+        elif (item.destinations or item.ordered) and not any(answers[: len(item.destinations) + len(item.ordered)]):
             # Fanned out before (read again, or taken over from a reader that seemed dead): the
             # envelope just stored is not needed if every destination is done already.
             deliveries.forget_if_done(rt.redis, item.envelope["id"])
-        queued += sum(answer == 1 for answer in answers)
+        queued += sum(answer == 1 for answer in answers[: len(item.destinations) + len(item.ordered)])
     return queued
 
 

@@ -16,8 +16,9 @@ import time
 from redis.exceptions import RedisError
 
 from relay.store import dead_letters, destination_state, due, presence
+from relay.store import sessions as session_records
 from relay.store.connection import explain
-from workers import migrate
+from workers import grouping, migrate, ordering, sessions
 from workers.outage import waits_out
 from workers.pausing import probe_due
 from workers.runtime import Runtime
@@ -40,8 +41,16 @@ def run(rt: Runtime, member: str) -> float | None:
     kind, args = due.parse_timer(member)
     if kind == due.PROBE:
         return probe_due(rt, args[0])
+    if kind == due.SESSION:
+        source, session_id = args
+        return sessions.run_timer(rt, source, session_id)
+    if kind == due.ORDER:
+        return ordering.run_timer(rt, *args)
+    if kind == due.GROUP:
+        return grouping.run_timer(rt, *args)
     if kind == due.EXPIRE_DEAD_LETTERS:
         dead_letters.expire(rt.redis, rt.config.dead_letters.retention)
+        session_records.trim(rt.redis, rt.config.sessions.retention)
         migrate.carry_over(rt)
         rt.find_lanes()
         for name in list(rt.lanes):
@@ -71,7 +80,10 @@ def tick(rt: Runtime, now: float | None = None, most: int = 50) -> int:
                 log.exception("timer %s failed; it runs again in %g s", member, LEASE)
             continue  # its lease ends and it is due again
         if not due.done(rt.redis, member, token, following):
-            log.warning("timer %s outlasted its %g s lease and was taken over", member, LEASE)
+            if due.parse_timer(member)[0] in (due.PROBE, due.EXPIRE_DEAD_LETTERS):
+                log.warning("timer %s outlasted its %g s lease and was taken over", member, LEASE)
+            else:  # a session's timers are set again by its events, also while one runs
+                log.debug("timer %s was set again while it ran", member)
         log.debug("timer %s ran", member)
     return ran
 

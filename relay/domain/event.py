@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from config.wms_events import CATALOGUE, SEVERITIES, EventType
+from config.wms_events import CATALOGUE, DERIVED, SEVERITIES, EventType
 
 MAX_SESSION_ID_LENGTH = 256
 MAX_EVENT_CODE_LENGTH = 100
@@ -39,21 +39,28 @@ class Event:
     code: str
     payload: dict[str, Any] = field(default_factory=dict)
     fields: dict[str, Any] = field(default_factory=dict)  # the whole JSON object, extra keys included
+    # For an event the relay derived (a session's outcome, a grouped message): what names it in
+    # its id in place of a sequence, e.g. 'session' or 'group:ops-slack:1'; its sequence is -1.
+    derived: str = ""
 
     @property
     def id(self) -> str:
-        """The event id: '<source>:<sessionId>:<sequence>', also the dedup key."""
+        """The event id: '<source>:<sessionId>:<sequence>', also the dedup key; for a derived
+        event '<source>:<sessionId>:<derived>'."""
+        if self.derived:
+            return f"{self.source}:{self.session_id}:{self.derived}"
         return event_id(self.source, self.session_id, self.sequence)
 
     @property
     def type(self) -> EventType | None:
-        """The catalogue entry for this code, or None when WMS sent a code we do not know."""
-        return CATALOGUE.get(self.code)
+        """The catalogue entry for this code (the relay's own for a derived event), or None when
+        WMS sent a code we do not know."""
+        return DERIVED.get(self.code) if self.derived else CATALOGUE.get(self.code)
 
     @property
     def known(self) -> bool:
-        """Whether the code is in the vendor's documented catalogue."""
-        return self.code in CATALOGUE
+        """Whether the code is in the vendor's documented catalogue (or is one the relay derives)."""
+        return self.type is not None
 
     @property
     def measurement_id(self) -> str | None:
@@ -66,8 +73,12 @@ def event_id(source: str, session_id: str, sequence: int) -> str:
     return f"{source}:{session_id}:{sequence}"
 
 
-def parse_event(source: str, body: bytes) -> Event:
-    """Decode and validate a WMS event body; raise InvalidEvent naming the first bad field."""
+def parse_event(source: str, body: bytes, *, derived: bool = False) -> Event:
+    """Decode and validate a WMS event body; raise InvalidEvent naming the first bad field.
+
+    `derived`: the body is one the relay wrote itself (relay/domain/session.py): it has a
+    `derived` name instead of a `sequence`, and a derived code. Ingest never passes it.
+    """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -98,13 +109,26 @@ def parse_event(source: str, body: bytes) -> Event:
             "invalid_event", f"timestamp: must be unix seconds (0 to {MAX_TIMESTAMP - 1}), got {timestamp}"
         )
     session_id = _identifier(data, "sessionId", "a non-empty string", MAX_SESSION_ID_LENGTH)
-    sequence = _integer(data, "sequence", "an integer >= 0")
-    if not 0 <= sequence <= MAX_SEQUENCE:
-        raise InvalidEvent("invalid_event", f"sequence: must be an integer >= 0, got {sequence}")
+    suffix = ""
+    if derived:
+        suffix = _identifier(data, "derived", "a non-empty string", MAX_SESSION_ID_LENGTH)
+        sequence = -1
+    else:
+        sequence = _integer(data, "sequence", "an integer >= 0")
+        if not 0 <= sequence <= MAX_SEQUENCE:
+            raise InvalidEvent("invalid_event", f"sequence: must be an integer >= 0, got {sequence}")
     severity = data.get("severity")
     if severity not in SEVERITIES:
         raise _field_error(data, "severity", "one of " + ", ".join(SEVERITIES))
     code = _identifier(data, "event", "a non-empty string (an event code such as WMS_LOADED)", MAX_EVENT_CODE_LENGTH)
+    if (code in DERIVED) != derived:
+        # The relay's own codes: a sender cannot forge a session's outcome or a grouped message.
+        raise InvalidEvent(
+            "invalid_event",
+            f"event: {code} is a code the relay derives itself; WMS does not send it"
+            if not derived
+            else f"event: must be one of {', '.join(DERIVED)}, got {_shown(code)}",
+        )
     payload = data.get("payload")
     if payload is None:  # absent, or null: WMS sends no payload for many events
         payload = {}
@@ -115,7 +139,7 @@ def parse_event(source: str, body: bytes) -> Event:
         raise InvalidEvent(
             "invalid_event", f"payload.measurementId: must be a string, got {_json_type(measurement_id)}"
         )
-    return Event(source, session_id, sequence, timestamp, severity, code, payload, data)
+    return Event(source, session_id, sequence, timestamp, severity, code, payload, data, suffix)
 
 
 def _integer(data: dict, name: str, expected: str) -> int:

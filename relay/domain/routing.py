@@ -23,31 +23,42 @@ class Route:
     # Conditions that raised while evaluated, as "rule 'x': payload.snr: <error>": each counted
     # as not matching, so that one odd value costs that rule only, never the event's delivery.
     unevaluable: tuple[str, ...] = ()
+    # (destination, rule) for each destination first named by a rule with `group_by`: its
+    # events are collected into one message per session instead of sent one by one.
+    grouped: tuple[tuple[str, str], ...] = ()
 
 
 def route(rules: list[Rule], event: Event) -> Route:
     """Evaluate the rules in order: every matching rule fires until one with `stop: true` does."""
     fired: list[str] = []
-    destinations: dict[str, None] = {}  # an ordered set
+    destinations: dict[str, Rule] = {}  # each destination with the rule that first named it
     unevaluable: list[str] = []
+    stopped_by = None
     for rule in rules:
         problems: list[str] = []
         if not matches(rule.match, event, problems):
             unevaluable.extend(f"rule {rule.name!r}: {problem}" for problem in problems)
             continue
         fired.append(rule.name)
-        destinations.update(dict.fromkeys(rule.to))
+        for destination in rule.to:
+            destinations.setdefault(destination, rule)
         if rule.stop:
-            return Route(tuple(fired), tuple(destinations), rule.name, tuple(unevaluable))
-    return Route(tuple(fired), tuple(destinations), None, tuple(unevaluable))
+            stopped_by = rule.name
+            break
+    # A derived event is one per session already: never grouped.
+    grouped = () if event.derived else tuple((d, r.name) for d, r in destinations.items() if r.group_by)
+    return Route(tuple(fired), tuple(destinations), stopped_by, tuple(unevaluable), grouped)
 
 
 def matches(match: Match, event: Event, problems: list[str] | None = None) -> bool:
     """True when every condition given in `match` holds for `event`.
 
-    A payload condition that raises does not hold; what it raised is added to `problems`.
+    A payload condition that raises does not hold; what it raised is added to `problems`. An
+    event the relay derived (SESSION_FAILED, ...) matches only a rule whose `event` names it (a
+    glob counts): rules written for WMS's events, `match: {}` among them, keep receiving exactly
+    those, and a callback never gets a body of a shape it was not written for.
     """
-    if match.event and not any(fnmatch.fnmatchcase(event.code, pattern) for pattern in match.event):
+    if (match.event or event.derived) and not any(fnmatch.fnmatchcase(event.code, p) for p in match.event):
         return False
     if match.severity and event.severity not in match.severity:
         return False

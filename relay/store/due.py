@@ -1,9 +1,10 @@
 """Timers any worker process may run: probes of paused destinations, the expiry of old dead
-letters, and (later) session timers. relay:due holds one member per timer, scored by when it is
-due (unix ms). Taking one (lua/take_due.lua) moves its score to the end of the taker's lease,
-which is also the taker's token: a worker that dies leaves the timer due again when that lease
-ends, for any other worker, and no lock outlives its holder. Finishing it (lua/done_due.lua)
-reschedules or removes it only while the token is still the taker's.
+letters, each session's outcome, ordered deliveries' gaps and grouped messages. relay:due holds
+one member per timer, scored by when it is due (unix ms). Taking one (lua/take_due.lua) moves
+its score to the end of the taker's lease, which is also the taker's token: a worker that dies
+leaves the timer due again when that lease ends, for any other worker, and no lock outlives its
+holder. Finishing it (lua/done_due.lua) reschedules or removes it only while the token is still
+the taker's.
 """
 
 import json
@@ -16,6 +17,9 @@ from relay.store import keys, scripts
 
 PROBE = "probe"
 EXPIRE_DEAD_LETTERS = "expire-dead-letters"
+SESSION = "session"  # [kind, source, sessionId]: decides a session's outcome (workers/sessions.py)
+ORDER = "order"  # [kind, destination, source, sessionId]: an ordered destination's session (workers/ordering.py)
+GROUP = "group"  # [kind, destination, source, sessionId]: a rule's grouped message (workers/grouping.py)
 
 
 def timer(kind: str, *args: str) -> str:

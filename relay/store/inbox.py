@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.typing import EncodableT, FieldT
 
 from relay.domain.event import Event
 from relay.store import keys, replies
@@ -36,14 +37,19 @@ class Accepted:
 
 
 def envelope_of(event: Event, body: bytes) -> dict:
-    """What the inbox holds for one event received now, and what every later step reads."""
-    return {
+    """What the inbox holds for one event received now, and what every later step reads; a
+    derived event's (relay/domain/session.py) also says `derived`, so that its body is read as
+    the relay's own."""
+    envelope: dict = {
         "v": ENVELOPE_VERSION,
         "id": event.id,
         "source": event.source,
         "received_at": time.time(),
         "body": body.decode("utf-8"),
     }
+    if event.derived:
+        envelope["derived"] = 1
+    return envelope
 
 
 class Inbox:
@@ -63,18 +69,24 @@ class Inbox:
 def requeue(pipe: Pipeline, envelope: dict) -> None:
     """Queue on `pipe` an envelope's return to the inbox, to be routed again (a replayed dead
     letter of an event that could not be routed); dedup is not asked again: it was accepted once."""
-    pipe.xadd(keys.INBOX, {name: envelope[name] for name in ENVELOPE_FIELDS})
+    fields: dict[FieldT, EncodableT] = {name: envelope[name] for name in ENVELOPE_FIELDS}
+    if envelope.get("derived"):
+        fields["derived"] = 1
+    pipe.xadd(keys.INBOX, fields)
 
 
 def envelope_from_entry(fields: dict[bytes, bytes]) -> dict:
     """The envelope an inbox entry holds; KeyError or ValueError for an entry not written by accept()."""
-    return {
+    envelope = {
         "v": int(fields[b"v"]),
         "id": fields[b"id"].decode(),
         "source": fields[b"source"].decode(),
         "received_at": float(fields[b"received_at"]),
         "body": fields[b"body"].decode("utf-8"),
     }
+    if fields.get(b"derived"):  # only a replayed dead letter of a derived event (requeue)
+        envelope["derived"] = 1
+    return envelope
 
 
 def waiting(redis: Redis) -> list[dict]:

@@ -232,7 +232,7 @@ def test_the_expiry_timer_enforces_the_configured_dead_letter_retention(relay_fa
     member = f"crm:wms:{event['sessionId']}:0"
     relay.redis.zadd(keys.DEAD_LETTERS, {member: time.time() - 2 * 86400})  # two days pass
     timers.ensure(relay.rt)  # as every worker does when it starts
-    assert list(relay.timers()) == [timers.EXPIRY]
+    assert [m for m in relay.timers() if "session" not in m] == [timers.EXPIRY]
     ran_at = time.time()
     assert relay.run_due_timers() == 1
     relay.drain()

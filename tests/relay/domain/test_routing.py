@@ -173,3 +173,38 @@ def test_a_condition_that_raises_does_not_match_and_says_why():
     assert problems == ["payload.snr: TypeError: no order"]
     result = route([Rule(name="r", match=m(payload={"snr": {"eq": 3}}), to=["x"])], event(snr=Unorderable()))
     assert (result.destinations, result.unevaluable) == ((), ("rule 'r': payload.snr: TypeError: no order",))
+
+
+def _derived(code="SESSION_FAILED") -> Event:
+    return Event("wms", "s-1", -1, 1764500000, "ERROR", code, {"reason": "API_ERROR"}, {}, derived="session")
+
+
+def test_a_derived_event_matches_only_rules_that_name_it():
+    rules = [
+        Rule(name="everything", match=Match(), to=["crm"]),
+        Rule(name="errors", match=Match(severity=["ERROR"]), to=["ops-email"]),
+        Rule(name="failed-sessions", match=Match(event=["SESSION_FAILED"]), to=["ops-slack"]),
+        Rule(name="all-sessions", match=Match(event=["SESSION_*"]), to=["audit"]),
+    ]
+    assert route(rules, _derived()).destinations == ("ops-slack", "audit")
+    assert route(rules, _derived("SESSION_COMPLETED")).destinations == ("audit",)
+    assert route(rules, event()).destinations == ("crm", "ops-email")
+
+
+def test_group_by_rules_group_their_destinations_but_never_a_derived_event():
+    rules = [
+        Rule(name="grouped", match=Match(event=["*"]), to=["ops-slack"], group_by="session"),
+        Rule(name="plain", match=Match(), to=["ops-slack", "crm"]),
+    ]
+    result = route(rules, event())
+    assert (result.destinations, result.grouped) == (("ops-slack", "crm"), (("ops-slack", "grouped"),))
+    assert route(rules, _derived()).grouped == ()
+
+
+def test_no_rule_warning_for_the_codes_the_relay_derives():
+    rules = [Rule(name="r", match=Match(event=["SESSION_FAILED", "SESSION_ABANDONED", "SESION_FAILED"]), to=["x"])]
+    expected = (
+        "rules[0].match.event[2]: 'SESION_FAILED' matches no documented WMS event code "
+        "(did you mean 'SESSION_FAILED'?); it matches only if WMS sends such a code"
+    )
+    assert rule_warnings(rules) == [expected]
