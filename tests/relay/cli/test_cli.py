@@ -1,10 +1,7 @@
 """The `relay` command: check-config and send-sample against a real HTTP server."""
 
-import threading
-
 import pytest
 from click.testing import CliRunner
-from werkzeug.serving import make_server
 
 from devtools.local_redis import free_port
 from relay.cli.main import main
@@ -47,17 +44,6 @@ def test_check_config_never_prints_a_secret(env, config_path):
         result.output
         == f"{config_path}: sources.wms.mac_secrets[0]: must not start or end with whitespace (a copy-paste error?)\n"
     )
-
-
-@pytest.fixture
-def live_url(app):
-    """The real app behind a real HTTP server on 127.0.0.1."""
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    server.shutdown()
 
 
 def test_send_sample_posts_a_signed_event_that_is_accepted(env, live_url):
