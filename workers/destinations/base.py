@@ -29,6 +29,15 @@ class Adapter(Protocol):
         """Send a plain notice from the relay itself (a destination paused or resumed), once."""
         ...
 
+    def deliver_digest(self, events: list[Event]) -> Outcome:
+        """Send `events`, deliveries that waited for this rate-limited destination, as one message, once.
+
+        Only chat and mail fold (slack, email): an HTTP callback raises NotImplementedError, since
+        each of its receivers' requests must carry one event's own signed body. `events` must not
+        be empty (ValueError).
+        """
+        ...
+
 
 def classify_http(status: int, retry_after_header: str | None, detail: str) -> Outcome:
     """Status classes as Standard Webhooks and Alertmanager use them."""

@@ -1,8 +1,10 @@
-"""Email through SMTP: one mail per event, text and HTML, threaded by session in mail clients."""
+"""Email through SMTP: one mail per event, text and HTML, threaded by session in mail clients.
+
+What each mail says is email_layout.py's; here are its headers, threading and the sending.
+"""
 
 import base64
 import hashlib
-import html
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -13,12 +15,13 @@ from config.smtp import SmtpServer
 from relay.domain.event import Event
 from relay.domain.outcome import Kind, Outcome
 from workers.destinations.base import scrub
-from workers.destinations.summary import one_line, readable, summarize
+from workers.destinations.email_layout import Mail, digest_mail, event_mail, group_mail, session_mail
+from workers.destinations.session_view import is_group, is_session
+from workers.destinations.summary import one_line, readable
 
-LABEL_WIDTH_MAX = 24
 
-
-def _message_id(token: str, domain: str) -> str:
+def _message_id(token: str, sender: str) -> str:
+    domain = sender.rsplit("@", 1)[1]
     return f"<{hashlib.sha256(token.encode()).hexdigest()[:32]}@{domain}>"
 
 
@@ -28,36 +31,55 @@ def email_message(event: Event, sender: str, to: list[str], cc: list[str], desti
     The Message-ID is the same for a resend of one event to one destination, and differs between
     destinations, so two destinations' copies are never mistaken for one mail. Event data is
     HTML-escaped in the HTML part, and on one line in the subject, where a line break would start
-    a header of its own.
+    a header of its own. A session's outcome and a grouped message thread with the session's
+    other mails.
     """
-    s = summarize(event)
-    domain = sender.rsplit("@", 1)[1]
+    if is_session(event):
+        mail = session_mail(event)
+    elif is_group(event):
+        mail = group_mail(event)
+    else:
+        mail = event_mail(event)
+    root = _message_id(f"session:{event.source}:{event.session_id}", sender)
+    message_id = _message_id(f"event:{destination}:{event.id}", sender)
+    return _message(mail, sender, to, cc, event.timestamp, message_id, root)
+
+
+def digest_email(events: list[Event], sender: str, to: list[str], cc: list[str], destination: str = "") -> EmailMessage:
+    """One mail for `events`, deliveries that waited for a rate-limited destination.
+
+    Its Message-ID is the same for a resend of the same digest. It threads with the session's
+    mails when every event is of one session; a digest of several sessions threads with the
+    destination's other digests instead, since referring to every session's root would make
+    mail clients join those sessions' threads into one.
+    """
+    sessions = {(e.source, e.session_id) for e in events}
+    if len(sessions) == 1:
+        ((source, session_id),) = sessions
+        root = _message_id(f"session:{source}:{session_id}", sender)
+    else:
+        root = _message_id(f"digests:{destination}", sender)
+    ids = "\n".join(sorted(e.id for e in events))
+    message_id = _message_id(f"digest:{destination}:{ids}", sender)
+    return _message(digest_mail(events), sender, to, cc, max(e.timestamp for e in events), message_id, root)
+
+
+def _message(
+    mail: Mail, sender: str, to: list[str], cc: list[str], timestamp: int, message_id: str, root: str
+) -> EmailMessage:
     message = EmailMessage()
-    message["Subject"] = one_line(f"[WMS {s.severity}] {s.title} - session {dict(s.facts)['Session']}")
+    message["Subject"] = mail.subject
     message["From"] = sender
     message["To"] = ", ".join(to)
     if cc:
         message["Cc"] = ", ".join(cc)
-    message["Date"] = formatdate(event.timestamp, usegmt=True)
-    message["Message-ID"] = _message_id(f"event:{destination}:{event.id}", domain)
+    message["Date"] = formatdate(timestamp, usegmt=True)
+    message["Message-ID"] = message_id
     # A root that is never sent: clients that thread by References group the session's mails under it.
-    root = _message_id(f"session:{event.source}:{event.session_id}", domain)
     message["In-Reply-To"] = root
     message["References"] = root
-    rows = s.facts + s.payload
-    # Labels line up, but a long payload key only overflows its own row: padding every row to
-    # its length would multiply the mail's size by the number of rows.
-    width = min(max(len(label) for label, _ in rows), LABEL_WIDTH_MAX)
-    text = [f"{s.title}: {s.description}", ""] + [f"{label.ljust(width)}  {value}" for label, value in rows]
-    message.set_content("\n".join([*text, "", f"event id: {s.event_id}"]) + "\n")
-    cells = "".join(
-        f"<tr><th align=left>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>" for label, value in rows
-    )
-    message.add_alternative(
-        f"<html><body><h2>{html.escape(s.title)}</h2><p>{html.escape(s.description)}</p>"
-        f"<table cellpadding=4>{cells}</table><p><small>event id: {html.escape(s.event_id)}</small></p></body></html>",
-        subtype="html",
-    )
+    message.set_content(mail.text)
+    message.add_alternative(mail.html, subtype="html")
     return message
 
 
@@ -82,6 +104,10 @@ class EmailAdapter:
     def deliver(self, event: Event, body: bytes) -> Outcome:
         """Send the mail; SMTP 5xx is permanent, 4xx and connection trouble are transient."""
         return self._send(email_message(event, self._sender, self._config.to, self._config.cc, self._name))
+
+    def deliver_digest(self, events: list[Event]) -> Outcome:
+        """Send one mail for `events`, deliveries that waited for this rate-limited destination."""
+        return self._send(digest_email(events, self._sender, self._config.to, self._config.cc, self._name))
 
     def _send(self, message: EmailMessage) -> Outcome:
         secrets = self._secrets()

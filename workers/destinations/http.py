@@ -63,3 +63,12 @@ class HttpAdapter:
     def notify(self, text: str) -> Outcome:
         """Callbacks carry events only: operations announcements go to Slack or email."""
         return Outcome("permanent", "not supported", "an HTTP callback cannot take announcements")
+
+    def deliver_digest(self, events: list[Event]) -> Outcome:
+        """Never folds: raises NotImplementedError.
+
+        A callback's receiver verifies each request as one event's own body, signed; a digest would
+        be a body WMS never sent. A raise, not an Outcome: a lane that folded a callback's
+        deliveries is a bug to see at once, not a reason to dead-letter the events.
+        """
+        raise NotImplementedError("an HTTP callback takes each event's own body: only slack and email fold digests")

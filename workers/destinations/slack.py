@@ -1,6 +1,9 @@
-"""Slack incoming webhooks: a Block Kit message readable at a glance, with a plain-text fallback."""
+"""Slack incoming webhooks: a Block Kit message readable at a glance, with a plain-text fallback.
 
-import re
+WMS's own events are laid out here; what the relay derives (sessions' outcomes, grouped messages,
+digests) in slack_sessions.py.
+"""
+
 from typing import Any
 
 import requests
@@ -11,13 +14,21 @@ from config.destinations import SlackDestination
 from relay.domain.event import Event
 from relay.domain.outcome import Outcome
 from workers.destinations.base import judge_http, post, scrub
+from workers.destinations.session_view import is_group, is_session
+from workers.destinations.slack_sessions import digest_message, group_message, session_message
+from workers.destinations.slack_text import (
+    FIELD_TEXT_MAX,
+    FIELDS_PER_SECTION,
+    HEADER_MAX,
+    SECTION_TEXT_MAX,
+    cut,
+    field,
+    mrkdwn,
+)
 from workers.destinations.summary import SEVERITY_COLOUR, SEVERITY_EMOJI, readable, render_value, summarize
 
-# Block Kit limits (api.slack.com/reference/block-kit): longer values are cut, not rejected.
-HEADER_MAX = 150
-SECTION_TEXT_MAX = 3000
-FIELD_TEXT_MAX = 2000
-FIELDS_PER_SECTION = 10
+__all__ = ["FIELD_TEXT_MAX", "HEADER_MAX", "SECTION_TEXT_MAX", "SlackAdapter", "mrkdwn", "slack_message"]
+
 MAX_PAYLOAD_SECTIONS = 2
 PAYLOAD_VALUE_MAX = 300  # a chat alert is for reading at a glance; the callback carries everything
 
@@ -32,8 +43,16 @@ def compile_template(source: str) -> Template:
 def slack_message(event: Event, template: Template | None = None) -> dict[str, Any]:
     """The webhook payload for `event`: fallback `text` plus blocks in an attachment coloured by severity.
 
-    Every piece of event data in it, payload keys included, is mrkdwn-escaped.
+    Every piece of event data in it, payload keys included, is mrkdwn-escaped. `template` writes
+    the headline of WMS's own events only: a derived event (a session's outcome, a grouped
+    message) always gets its built-in layout, whatever the destination's template, since a
+    template's variables (`sequence`, `payload.constraint`, ...) describe one WMS event and would
+    print blanks or a raw summary payload where the alert must say what failed and why.
     """
+    if is_session(event):
+        return session_message(event)
+    if is_group(event):
+        return group_message(event)
     s = summarize(event)
     emoji = SEVERITY_EMOJI[s.severity]
     measurement = f" (measurement {dict(s.facts)['Measurement']})" if event.measurement_id else ""
@@ -45,28 +64,21 @@ def slack_message(event: Event, template: Template | None = None) -> dict[str, A
     # A blank header is refused too, and an event code may be all spaces.
     header = mrkdwn(s.title.strip() or "(blank event code)")
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _cut(header, HEADER_MAX), "emoji": True}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(headline, SECTION_TEXT_MAX)}},
-        {"type": "section", "fields": [_field(label, value) for label, value in s.facts]},
+        {"type": "header", "text": {"type": "plain_text", "text": cut(header, HEADER_MAX), "emoji": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": cut(headline, SECTION_TEXT_MAX)}},
+        {"type": "section", "fields": [field(label, value) for label, value in s.facts]},
     ]
     chunks = [s.payload[i : i + FIELDS_PER_SECTION] for i in range(0, len(s.payload), FIELDS_PER_SECTION)]
     for chunk in chunks[:MAX_PAYLOAD_SECTIONS]:
-        fields = [_field(label, _cut(value, PAYLOAD_VALUE_MAX)) for label, value in chunk]
+        fields = [field(label, cut(value, PAYLOAD_VALUE_MAX)) for label, value in chunk]
         blocks.append({"type": "section", "fields": fields})
     hidden = len(s.payload) - FIELDS_PER_SECTION * MAX_PAYLOAD_SECTIONS
     context = f"event `{mrkdwn(s.event_id)}`" + (f" - {hidden} more payload field(s) not shown" if hidden > 0 else "")
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(context, FIELD_TEXT_MAX)}]})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": cut(context, FIELD_TEXT_MAX)}]})
     return {
-        "text": _cut(fallback, SECTION_TEXT_MAX),
+        "text": cut(fallback, SECTION_TEXT_MAX),
         "attachments": [{"color": SEVERITY_COLOUR[s.severity], "blocks": blocks}],
     }
-
-
-def mrkdwn(text: str) -> str:
-    """`text` escaped for any Slack text: the one escaping rule of this adapter."""
-    # Slack's formatting reference: '&', '<' and '>' are its control characters (mentions, links,
-    # dates), and exactly these three must be sent as entities; it decodes those and only those.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _render(template: Template, event: Event) -> str:
@@ -95,22 +107,12 @@ def _template_text(value: object) -> str:
     return mrkdwn(readable(text))
 
 
-def _field(label: str, value: str) -> dict[str, str]:
-    return {"type": "mrkdwn", "text": _cut(f"*{mrkdwn(label)}*\n{mrkdwn(value)}", FIELD_TEXT_MAX)}
-
-
-_PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
-
-
-def _cut(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    # Never leave part of an entity mrkdwn() wrote: '&am' would show as itself.
-    return _PARTIAL_ENTITY.sub("", text[: limit - 1]) + "…"
-
-
 class SlackAdapter:
-    """Posts to one Slack incoming webhook; success is HTTP 200 with the body 'ok'."""
+    """Posts to one Slack incoming webhook; success is HTTP 200 with the body 'ok'.
+
+    The destination's template applies to WMS's own events; derived events and digests keep
+    their built-in layout (slack_message).
+    """
 
     def __init__(self, config: SlackDestination, session: requests.Session):
         self._config = config
@@ -136,6 +138,12 @@ class SlackAdapter:
             message = slack_message(event, self._template)
         except Exception as exc:  # noqa: BLE001 - a template error is the config's, not the event's
             return Outcome("permanent", "template error", scrub(f"{exc.__class__.__name__}: {exc}", url))
+        return post(self._session, url, [url], self._config.timeout, judge=_judge_slack, json=message)
+
+    def deliver_digest(self, events: list[Event]) -> Outcome:
+        """Post one message for `events`, deliveries that waited for this rate-limited webhook."""
+        url = self._config.webhook_url.reveal()
+        message = digest_message(events)
         return post(self._session, url, [url], self._config.timeout, judge=_judge_slack, json=message)
 
 

@@ -14,6 +14,11 @@ from relay.domain.event import Event
 
 SEVERITY_EMOJI = {"INFO": ":large_blue_circle:", "WARN": ":large_orange_circle:", "ERROR": ":red_circle:"}
 SEVERITY_COLOUR = {"INFO": "#2e7bcf", "WARN": "#e8a317", "ERROR": "#d0312d"}
+# Text on a SEVERITY_COLOUR background: white reads poorly on amber, so WARN's is dark.
+SEVERITY_INK = {"INFO": "#ffffff", "WARN": "#2b2000", "ERROR": "#ffffff"}
+# A light shade of each colour, for a row or box that must stand out without shouting.
+SEVERITY_TINT = {"INFO": "#eaf2fb", "WARN": "#fdf3df", "ERROR": "#fbe9e8"}
+SEVERITY_RANK = {"INFO": 0, "WARN": 1, "ERROR": 2}
 # Readable names for the payload fields of the catalogue; any other field shows under its own name.
 PAYLOAD_LABELS = {
     "measurementId": "Measurement",
@@ -53,7 +58,7 @@ def summarize(event: Event) -> Summary:
         ("Session", readable(event.session_id)),
         ("Measurement", readable(event.measurement_id) if event.measurement_id else "none yet"),
         ("Sequence", str(event.sequence)),
-        ("Time (UTC)", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event.timestamp))),
+        ("Time (UTC)", utc_time(event.timestamp)),
         ("Source", event.source),
     ]
     payload = [
@@ -62,6 +67,63 @@ def summarize(event: Event) -> Summary:
         if k != "measurementId"
     ]
     return Summary(one_line(event.code), event.severity, description, facts, payload, readable(event.id))
+
+
+def severity_of(value: object) -> str:
+    """`value` if it is a severity, else INFO: derived payloads are ours, but a display must not fail on them."""
+    return value if isinstance(value, str) and value in SEVERITY_RANK else "INFO"
+
+
+def highest_severity(severities: list[str]) -> str:
+    """The most severe of `severities` (INFO when there are none)."""
+    return max((severity_of(s) for s in severities), key=SEVERITY_RANK.__getitem__, default="INFO")
+
+
+def utc_time(timestamp: int) -> str:
+    """Unix seconds as '2023-07-18 12:49:37' (UTC)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(timestamp))
+
+
+def utc_clock(timestamp: int) -> str:
+    """Unix seconds as '12:49:37' (UTC): for lines of one session, whose date is said once."""
+    return time.strftime("%H:%M:%S", time.gmtime(timestamp))
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as people say it: '40 s', '1 min 5 s', '10 min', '2 h 3 min', '3 d 4 h'."""
+    total = max(round(seconds), 0)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    # The two largest units are enough for an alert; '1 h 0 min 3 s' says nothing '1 h' does not.
+    units = [(days, "d"), (hours, "h"), (minutes, "min"), (secs, "s")]
+    first = next((i for i, (n, _) in enumerate(units) if n), len(units) - 1)
+    return " ".join(f"{n} {unit}" for n, unit in units[first : first + 2] if n or (n == total == 0))
+
+
+def plural(count: int, word: str, words: str = "") -> str:
+    """'1 event', '2 events'; `words` when the plural is not `word` + 's'."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, '…' included, when longer: for reading, not for a format's limit."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def key_payload(payload: dict[str, Any], value_max: int, skip: tuple[str, ...] = ("measurementId",)) -> str:
+    """A payload on one line, 'Constraint: FACE_NOT_CENTERED · SNR: 4.2', each value cut to `value_max`."""
+    return " · ".join(
+        f"{one_line(PAYLOAD_LABELS.get(k, k))}: {clip(one_line(render_value(v)), value_max)}"
+        for k, v in payload.items()
+        if k not in skip
+    )
+
+
+def payload_values(payload: dict[str, Any], limit: int) -> str:
+    """A payload's values but measurementId, 'FACE_NOT_CENTERED, 4.2', cut to `limit`: for a headline."""
+    values = ", ".join(one_line(render_value(v)) for k, v in payload.items() if k != "measurementId")
+    return clip(values, limit)
 
 
 def readable(text: str) -> str:

@@ -15,6 +15,8 @@ from workers.destinations.slack import SlackAdapter
 
 SECRET = "c0ntract-s3cret"
 EVENT = Event("wms", "sess-1", 1, 1689684577, "ERROR", "API_ERROR", {"errorCode": "E1"})
+DERIVED = Event("wms", "sess-1", -1, 1689684577, "ERROR", "SESSION_FAILED", {"reason": "API_ERROR"}, derived="session")
+FOLDING = ("slack", "email")  # the adapters with digests: an HTTP callback never folds (test_digests.py)
 
 
 def slack(http, smtp):
@@ -104,5 +106,18 @@ def test_an_adapter_answers_each_situation_with_its_outcome_that_names_no_secret
     deliverer = ADAPTERS[adapter](http_peer, smtp_with_auth)
     SITUATIONS[situation](http_peer, smtp_with_auth)
     outcome = deliverer.deliver(EVENT, b"{}")
+    assert (outcome.kind, outcome.status) == (kind, status), outcome.detail
+    assert SECRET not in outcome.detail and SECRET not in outcome.status
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # fine on loopback
+@pytest.mark.parametrize(
+    ("adapter", "situation", "kind", "status"),
+    [(*key, *value) for key, value in EXPECTED.items() if key[0] in FOLDING],
+)
+def test_a_digest_keeps_the_same_contract(http_peer, smtp_with_auth, adapter, situation, kind, status):
+    deliverer = ADAPTERS[adapter](http_peer, smtp_with_auth)
+    SITUATIONS[situation](http_peer, smtp_with_auth)
+    outcome = deliverer.deliver_digest([EVENT, DERIVED])
     assert (outcome.kind, outcome.status) == (kind, status), outcome.detail
     assert SECRET not in outcome.detail and SECRET not in outcome.status

@@ -8,6 +8,7 @@ from config.destinations import EmailDestination
 from config.smtp import parse_smtp_url
 from relay.domain.event import Event
 from tests.peers import SmtpPeer
+from tests.workers.destinations.derived import html_rows
 from workers.destinations.email import EmailAdapter, email_message
 
 SENDER = "relay@wms.example.com"
@@ -25,13 +26,13 @@ def test_the_mail_says_what_happened_in_text_and_html():
     assert mail["Date"] == "Tue, 18 Jul 2023 12:49:37 +0000"  # the event's time
     text = mail.get_body(("plain",)).get_content()
     assert text.splitlines()[:3] == [
-        "CONSTRAINT_VIOLATION: A constraint has been violated (resulting in measurement cancel)",
+        "[ERROR] CONSTRAINT_VIOLATION: A constraint has been violated (resulting in measurement cancel)",
         "",
         "Severity     ERROR",
     ]
     assert "Constraint   FACE_<NOT>_CENTERED" in text and "event id: wms:sess-1:6" in text
     html = mail.get_body(("html",)).get_content()
-    assert "<th align=left>Constraint</th><td>FACE_&lt;NOT&gt;_CENTERED</td>" in html
+    assert ("Constraint", "FACE_&lt;NOT&gt;_CENTERED") in html_rows(html)
 
 
 def test_mails_of_one_session_thread_together_and_others_do_not():

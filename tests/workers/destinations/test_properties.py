@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from config.destinations import HttpDestination
 from config.wms_events import CATALOGUE, SEVERITIES
 from relay.domain.event import MAX_SEQUENCE, MAX_TIMESTAMP, Event, parse_event
-from workers.destinations.email import email_message
+from workers.destinations.email import digest_email, email_message
 from workers.destinations.http import callback_headers
 from workers.destinations.slack import (
     FIELD_TEXT_MAX,
@@ -22,6 +22,7 @@ from workers.destinations.slack import (
     compile_template,
     slack_message,
 )
+from workers.destinations.slack_sessions import digest_message
 
 # Strings as JSON can spell them: any code point, lone surrogates included, and pieces chosen to hurt.
 HOSTILE = ["\ud800", "\udfff", "\x00", "\r\n", "\u202e", "\u2066", "<!channel>", "<http://e.x|y>", "&amp;", "&", "*"]
@@ -54,8 +55,12 @@ events = st.fixed_dictionaries(
 )
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TEMPLATE = compile_template("{{ emoji }} {{ code }} {{ session_id }} {{ payload }} {{ measurement_id }}")
-# The tags of our own mail HTML: anything else that looks like markup came from the event.
-OUR_TAGS = re.compile(r"</?(?:html|body|h2|p|table|tr|th|td|small)(?: [a-z]+=\w+)?>")
+# The tags of our own mail HTML, with their attributes (whose values never hold event data):
+# anything else that looks like markup came from the event.
+OUR_TAGS = re.compile(
+    r"<!DOCTYPE html>|</?(?:html|head|meta|body|table|tr|th|td|div|p|span|b|br)"
+    r'(?: [a-z-]+="[^"<>]*")*>'
+)
 
 
 def parsed(fields: dict) -> tuple[Event, bytes]:
@@ -129,3 +134,89 @@ def test_the_callback_request_carries_any_body_unchanged(fields):
         "POST", "https://crm.example.com/in", data=body, headers=callback_headers(config, event, body, 1700000000)
     ).prepare()
     assert request.body == body and request.headers["webhook-id"] == event.id
+
+
+# Derived events as the relay's parser reads them back: every field of the summary payload either
+# of its expected type or any JSON value at all (the layout must not fail on a field it does not expect).
+def loose(expected):
+    return st.one_of(expected, values)
+
+
+ints = st.integers(min_value=-(2**53), max_value=2**53) | st.integers(0, 2 * 10**9)
+timelines = st.lists(
+    st.fixed_dictionaries(
+        {
+            "sequence": loose(st.integers(0, 10**6)),
+            "event": loose(printable.map(lambda s: s[:100])),
+            "severity": loose(st.sampled_from(SEVERITIES)),
+            "timestamp": loose(ints),
+            "payload": loose(st.dictionaries(strings, values, max_size=4)),
+        }
+    ),
+    max_size=25,
+)
+session_payloads = st.fixed_dictionaries(
+    {
+        "outcome": loose(st.sampled_from(["completed", "failed", "abandoned"])),
+        "reason": loose(st.none() | printable | st.just("idle")),
+        "reasonSequence": loose(st.none() | st.integers(0, 30)),
+        "reasonPayload": loose(st.dictionaries(strings, values, max_size=4)),
+        "measurementIds": loose(st.lists(strings, max_size=3)),
+        "eventCount": loose(ints),
+        "startedAt": loose(ints),
+        "endedAt": loose(ints),
+        "durationSeconds": loose(ints),
+        "idleSeconds": loose(ints),
+        "lastSnr": values,
+        "gaps": loose(st.lists(st.lists(ints, min_size=2, max_size=2), max_size=5)),
+        "outOfOrder": loose(ints),
+        "timeline": loose(timelines),
+    }
+)
+group_payloads = st.fixed_dictionaries(
+    {"rule": loose(strings), "part": loose(st.integers(1, 5)), "events": loose(timelines)}
+)
+derived_events = st.one_of(
+    st.tuples(
+        st.sampled_from(["SESSION_COMPLETED", "SESSION_FAILED", "SESSION_ABANDONED"]),
+        st.just("session"),
+        session_payloads,
+    ),
+    st.tuples(st.just("EVENT_GROUP"), st.just("group:ops-slack:1"), group_payloads),
+)
+
+
+def parsed_derived(drawn: tuple, session_id: str, measurement: str | None) -> Event:
+    code, derived, payload = drawn
+    payload = {**payload, **({"measurementId": measurement} if measurement is not None else {})}
+    body = {
+        "timestamp": 1764500000,
+        "sessionId": session_id,
+        "derived": derived,
+        "severity": "ERROR",
+        "event": code,
+        "payload": payload,
+    }
+    return parse_event("wms", json.dumps(body).encode(), derived=True)
+
+
+# Fewer examples: each draws up to four derived events of up to 25 timeline lines.
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(derived_events, printable, st.none() | strings), min_size=1, max_size=4), events)
+def test_derived_events_and_digests_render_escaped_within_limits_in_slack_and_mail(drawn, wms):
+    derived = [parsed_derived(*d) for d in drawn]
+    every = [*derived, parsed(wms)[0]]
+    limits = {"header": HEADER_MAX, "section": SECTION_TEXT_MAX, "field": FIELD_TEXT_MAX, "text": SECTION_TEXT_MAX}
+    for message in [*(slack_message(e) for e in derived), digest_message(every)]:
+        json.dumps(message, ensure_ascii=False).encode("utf-8")
+        assert len(message["attachments"][0]["blocks"]) <= 50
+        for kind, text in slack_texts(message):
+            assert_escaped(text)
+            assert 1 <= len(text) <= limits[kind] and text.strip(), (kind, text)
+    sender = "relay@wms.example.com"
+    mails = [email_message(e, sender, ["ops@example.com"], [], "ops-email") for e in derived]
+    for mail in [*mails, digest_email(every, sender, ["ops@example.com"], [], "ops-email")]:
+        back = message_from_bytes(mail.as_bytes(policy=policy.SMTP), policy=policy.default)
+        assert "\n" not in back["Subject"] and back["Bcc"] is None
+        leftover = OUR_TAGS.sub("", back.get_body(("html",)).get_content())
+        assert "<" not in leftover and ">" not in leftover, leftover
