@@ -21,7 +21,7 @@ from relay.domain.retry import plan
 from relay.store import deliveries, keys, queues
 from relay.store.attempts import ATTEMPTS_TTL, attempt_record
 from relay.store.deliveries import Claim
-from workers import runtime
+from workers import ordering, runtime
 from workers.health import after_attempt, resume_if_auto
 from workers.outage import waits_out
 from workers.runtime import Runtime
@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 
 
 def read_envelope(envelope: dict) -> Event:
-    """The event a queued envelope holds, checked against the id it was queued under."""
-    event = parse_event(envelope["source"], envelope["body"].encode("utf-8"))
+    """The event a queued envelope holds, checked against the id it was queued under (a derived
+    event's envelope says so: its body is the relay's own, see relay/domain/session.py)."""
+    event = parse_event(envelope["source"], envelope["body"].encode("utf-8"), derived=bool(envelope.get("derived")))
     if event.id != envelope["id"]:
         raise ValueError(f"envelope id {envelope['id']!r} does not match its body's event id {event.id!r}")
     return event
@@ -76,12 +77,19 @@ def send_and_record(rt: Runtime, attempt: Attempt) -> None:
     except Exception:
         log.exception("%s: failed before sending", attempt, extra=_fields(attempt))
         return
+    record(rt, attempt, outcome, duration)
+
+
+def record(rt: Runtime, attempt: Attempt, outcome: Outcome, duration: float, *, health: bool = True) -> None:
+    """Record what came of a sent attempt (also one of several sent as one digest, workers/lanes.py);
+    a failure to record is logged, and the attempt is due again when its lease ends. `health`:
+    whether it moves the destination's health (of a digest's attempts, only one does)."""
     started = rt.outage.clock()
     try:
         if outcome.ok and attempt.probe_entry is None:
-            _record_success(rt, attempt, outcome, duration)
+            ended = _record_success(rt, attempt, outcome, duration)
         else:
-            _record_other(rt, attempt, outcome, duration)
+            ended = _record_other(rt, attempt, outcome, duration, health)
         rt.outage.ok(started)
     except Exception as exc:
         # Redis failed, or a bug: the lease is still there, so the attempt is due again when it ends.
@@ -92,6 +100,11 @@ def send_and_record(rt: Runtime, attempt: Attempt) -> None:
             log.warning(what, attempt, outcome.kind, extra=fields)
         else:
             log.exception(what, attempt, outcome.kind, extra=fields)
+        return
+    if ended is not None:
+        # An ordered destination's session moves on to its next event now; should this process
+        # die first, the session's timer does it (workers/ordering.py).
+        ordering.delivery_ended(rt, attempt.destination, attempt.event, delivered=ended == "ok")
 
 
 def _send(rt: Runtime, attempt: Attempt) -> tuple[Outcome, float]:
@@ -114,19 +127,21 @@ def attempts_ttl(rt: Runtime) -> int:
     return int(max(rt.config.dead_letters.retention, ATTEMPTS_TTL))
 
 
-def _record_success(rt: Runtime, attempt: Attempt, outcome: Outcome, duration: float) -> None:
-    """A success: recorded and its delivery closed in one round trip."""
+def _record_success(rt: Runtime, attempt: Attempt, outcome: Outcome, duration: float) -> str | None:
+    """A success: recorded and its delivery closed in one round trip; "ok" if this attempt
+    ended the delivery."""
     record = attempt_record(attempt.event.id, attempt.destination, attempt.number, outcome, None, duration)
     owned, paused_by = attempt.claim.delivered(rt.redis, record, attempts_ttl(rt))
     _log(attempt, outcome, duration, NextState(owned=owned, final="ok"))
     if not owned:
-        return
+        return None
     resume_if_auto(rt, attempt.destination, paused_by)
+    return "ok"
 
 
-def _record_other(rt: Runtime, attempt: Attempt, outcome: Outcome, duration: float) -> None:
+def _record_other(rt: Runtime, attempt: Attempt, outcome: Outcome, duration: float, health: bool = True) -> str | None:
     """A failure, or a probe's answer: decide what follows (if the attempt still owns its
-    delivery) and write it in one transaction."""
+    delivery) and write it in one transaction; the delivery's end ("ok", "dead") if it ended."""
     config = rt.config.destinations.get(attempt.destination)
     age = time.time() - max(attempt.envelope["received_at"], attempt.envelope.get("replayed_at", 0))
     step = plan(config.retry, attempt.number, attempt.deferrals, outcome, age) if config else None
@@ -140,12 +155,15 @@ def _record_other(rt: Runtime, attempt: Attempt, outcome: Outcome, duration: flo
         probe_entry=attempt.probe_entry,
         attempts_ttl=attempts_ttl(rt),
         state_ttl=rt.config.state_ttl,
+        counts=health,
     )
     _log(attempt, outcome, duration, next_state)
-    if next_state.owned:
+    if next_state.owned and health:
         # Not owned: its lease ran out and the delivery was taken again; the attempt that owns it
         # decides, and moves the destination's health.
         after_attempt(rt, attempt.destination, config, outcome)
+        return next_state.final
+    return None
 
 
 def _fields(attempt: Attempt, outcome: Outcome | None = None, duration: float | None = None) -> dict:

@@ -8,20 +8,28 @@ taken with a lease, so a worker that dies loses no work, and what it had in flig
 when its leases end. A lane wakes when the local fan-out queued something for it, when one of
 its sends ends, when the take said something will be due (a retry, a lease's end, a rate
 limit's next turn), and at least every IDLE_POLL seconds for work queued by other processes.
+
+Digests: a Slack or email destination with a rate limit and `digest_max` > 1 has the
+deliveries its rate limit held back taken together at its next turn (lua/take.lua), and sends
+them as one message (the adapter's deliver_digest) on one thread. The one outcome is then
+recorded for each of them (workers/delivery.record): each follows its own retry or dead-letter
+path, as if sent alone. A probe of a paused destination never folds: it claims one delivery.
 """
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import count
 
+from config.destinations import Folding
 from relay.domain.outcome import Outcome
 from relay.store import deliveries, queues
 from relay.store.deliveries import Claim
 from relay.store.queues import Take, Taken
-from workers.delivery import Attempt, attempts_ttl, read_envelope, send_and_record
+from workers.delivery import Attempt, attempts_ttl, read_envelope, record, send_and_record
 from workers.outage import waits_out
 from workers.runtime import Runtime
 
@@ -42,6 +50,8 @@ class Lane:
         self.concurrency = config.concurrency if config else 1
         self.lease = (config.timeout if config else 0.0) + rt.config.operations.lease_grace
         self.interval = config.rate_limit.interval if config and config.rate_limit else 0.0
+        # Only a rate limit holds deliveries back, and only chat and mail can fold them.
+        self.fold = config.digest_max if isinstance(config, Folding) and self.interval else 1
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{name}")
         self._idle = threading.Condition()
         self._in_flight = 0
@@ -69,6 +79,7 @@ class Lane:
             f"{self._owner}-{next(self._takes)}",
             self.rt.config.state_ttl,
             now,
+            self.fold,
         )
         for event_id, number in result.reclaimed:
             log.warning(
@@ -96,17 +107,34 @@ class Lane:
                 result.parked,
                 extra={"destination": self.name, "outcome": "parked"},
             )
-        for taken in result.taken:
-            self._start(taken)
+        if self.fold > 1 and len(result.taken) > 1:
+            # Taken together at one rate-limit turn (lua/take.lua): one message for them all.
+            self._start_digest(result.taken)
+        else:
+            for taken in result.taken:
+                self._start(taken)
         return result
 
     def _start(self, taken: Taken) -> None:
+        attempt = self._attempt(taken)
+        if attempt is not None:
+            self.submit(attempt)
+
+    def _attempt(self, taken: Taken) -> Attempt | None:
+        """The attempt of a taken delivery; None (dead-lettered) if its envelope cannot be read."""
         try:
             event = read_envelope(taken.envelope)
         except Exception as exc:  # noqa: BLE001 - written by our own fan-out: only a bug gets here
             self._bury(taken, exc)
-            return
-        self.submit(Attempt(taken.envelope, event, self.name, taken.number, taken.deferrals, owner=taken.owner))
+            return None
+        return Attempt(taken.envelope, event, self.name, taken.number, taken.deferrals, owner=taken.owner)
+
+    def _start_digest(self, taken: list[Taken]) -> None:
+        attempts = [a for a in map(self._attempt, taken) if a is not None]
+        if len(attempts) == 1:
+            self.submit(attempts[0])
+        elif attempts:
+            self.submit_digest(attempts)
 
     def _bury(self, taken: Taken, exc: Exception) -> None:
         """A taken delivery whose envelope cannot be read: a dead letter, never taken again."""
@@ -148,6 +176,64 @@ class Lane:
         except BaseException:
             self.rt.let_go(claim)
             raise
+
+    def submit_digest(self, attempts: list[Attempt]) -> None:
+        """Send `attempts` (each holding its lease) as one digest on one of this lane's threads,
+        then record its outcome for each of them."""
+        claims = [attempt.claim for attempt in attempts]
+        for claim in claims:
+            self.rt.hold(claim)
+
+        def send() -> None:
+            try:
+                self._send_digest(attempts)
+            finally:
+                for claim in claims:
+                    self.rt.let_go(claim)
+
+        try:
+            self.submit_task(send)
+        except BaseException:
+            for claim in claims:
+                self.rt.let_go(claim)
+            raise
+
+    def _send_digest(self, attempts: list[Attempt]) -> None:
+        adapter = self.rt.adapters.get(self.name)
+        started = time.monotonic()
+        if adapter is None:  # only configured destinations fold: a bug, and each ends as a dead letter
+            outcome = Outcome("permanent", "not configured", f"destination {self.name!r} is no longer configured")
+        else:
+            try:
+                outcome = adapter.deliver_digest([attempt.event for attempt in attempts])
+            except Exception as exc:
+                # As for one delivery (workers/delivery.py): dead letters an operator can replay.
+                log.exception(
+                    "%s: the %s failed on a digest of %d deliveries",
+                    self.name,
+                    type(adapter).__name__,
+                    len(attempts),
+                    extra={"destination": self.name, "folded": len(attempts)},
+                )
+                outcome = Outcome("permanent", "adapter error", f"{exc.__class__.__name__} (see the worker log)")
+        duration = time.monotonic() - started
+        log.info(
+            "%s: %d deliveries folded into one digest; %s (%s) in %.3f s",
+            self.name,
+            len(attempts),
+            outcome.kind,
+            outcome.status,
+            duration,
+            extra={
+                "destination": self.name,
+                "folded": len(attempts),
+                "outcome": outcome.kind,
+                "status": outcome.status,
+                "duration_ms": round(duration * 1000, 1),
+            },
+        )
+        for i, attempt in enumerate(attempts):
+            record(self.rt, attempt, outcome, duration, health=i == 0)
 
     def start_probe(self, task: Callable[[], None]) -> bool:
         """Run a probe (`task`) on one of this lane's threads unless one is still waiting or

@@ -10,6 +10,7 @@ again; only the attempt that still owns its delivery decides what follows (lua/d
 a success, finish for the rest).
 """
 
+import dataclasses
 import json
 import logging
 import time
@@ -119,11 +120,14 @@ def finish(
     probe_entry: bytes | None,
     attempts_ttl: float,
     state_ttl: int,
+    counts: bool = True,
 ) -> NextState:
     """Record an attempt that did not simply succeed and write what follows, in one transaction
     that holds only while this attempt still owns its delivery: its record, the destination's
     failure count, its lease given back, and the delivery's retry, wait, or end (a dead letter).
-    `step` is the retry plan for `outcome` (relay.domain.retry.plan). Return the decision.
+    `step` is the retry plan for `outcome` (relay.domain.retry.plan); `counts`: whether it moves
+    the destination's failure count (one digest is one request, however many it carried). Return
+    the decision.
 
     Nothing is given back before the rest is written: if Redis fails midway, the lease is still
     there and the attempt is due again when it ends, never lost."""
@@ -136,6 +140,8 @@ def finish(
                 pipe.watch(delivery)
                 owned = replies.optional_bytes(pipe.hget(delivery, f"{destination}:owner")) == claim.owner.encode()
                 next_state = decide(outcome, owned, probe_entry is not None, step)
+                if not counts:
+                    next_state = dataclasses.replace(next_state, failures="keep")
                 record = attempts.attempt_record(
                     event_id, destination, claim.number, outcome, next_state.retry_in, duration
                 )

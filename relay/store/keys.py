@@ -9,7 +9,8 @@
                                         every destination has it, else expires when no retry can
                                         need it any more
 - relay:delivery:<event id>     hash    destination -> its delivery's state: the attempt number in
-                                        flight or scheduled ("1.0", "2.0", ...), "ok" or "dead";
+                                        flight or scheduled ("1.0", "2.0", ...), "ok" or "dead", or
+                                        "held" (an ordered destination's, waiting for earlier events);
                                         "<destination>:owner" -> the token of the attempt in flight
 - relay:queue:<name>            zset    one destination's deliveries waiting to be sent: JSON
                                         [event id, destination, attempt, deferrals], scored by when
@@ -19,8 +20,9 @@
                                         they are presumed lost (their worker died): then they are due
                                         again (lua/take.lua)
 - relay:rate:<name>             string  when a rate-limited destination may be sent to next (unix s)
-- relay:due                     zset    timers any worker may run: JSON ["probe", name] or
-                                        ["expire-dead-letters"], scored by when due (unix ms); while
+- relay:due                     zset    timers any worker may run: JSON ["probe", name],
+                                        ["expire-dead-letters"], ["session", source, sessionId],
+                                        ...; scored by when due (unix ms); while
                                         one runs, by when its taker is presumed dead (relay/store/due.py)
 - relay:attempt-log             stream  every attempt of every event, newest last (capped): fields
                                         event, destination, attempt, outcome, status, ms, detail,
@@ -34,6 +36,25 @@
                                         paused_at, paused_by ("auto" or "operator")
 - relay:parked:<name>           list    JSON [event id, attempt, deferrals, envelope] of deliveries waiting
                                         for a paused destination, oldest first
+- relay:session:<source>:<sessionId>  string  one session's record: a line per event tracked
+                                        (JSON [sequence, received ms, code, severity, timestamp,
+                                        measurementId, key payload]) and, once its outcome was
+                                        emitted, a line ["F", {...}] (relay/store/sessions.py);
+                                        expires `sessions.retention` after its last event
+- relay:sessions                zset    "<source>:<sessionId>" scored by its last event (unix s):
+                                        the sessions to list, trimmed to `sessions.retention`
+- relay:group:<destination>:<source>:<sessionId>  hash  one session's grouped message for one
+                                        destination (rules with group_by): q:<sequence> -> a pending
+                                        event (JSON, or only its severity past the cap), s:<sequence>
+                                        -> the part it was sent in; part (the next message's number),
+                                        n (pending), rule, interval, sent (unix s) (relay/store/groups.py)
+- relay:order:<destination>:<source>:<sessionId>  hash  one session's ordered delivery to one
+                                        destination with `ordered: true` (relay/store/ordering.py):
+                                        last (the highest sequence sent in order), h:<sequence> -> when
+                                        an event waiting for the ones before it was held (unix ms),
+                                        skipped (the sequences given up after gap_timeout, "3,5-7"),
+                                        late:<sequence> (one that arrived after later ones were sent);
+                                        expires `state_ttl` after its last change
 - relay:workers                 hash    worker id (host:pid) -> JSON {host, pid, started, seen, until,
                                         left}: each worker process's last heartbeat and until when it
                                         counts as running; kept a day after it was last seen
@@ -45,6 +66,7 @@ INBOX_GROUP = "fanout"
 ATTEMPT_LOG = "relay:attempt-log"
 DEAD_LETTERS = "relay:dead-letters"
 DUE = "relay:due"
+SESSIONS = "relay:sessions"
 WORKERS = "relay:workers"
 DELIVERY_PREFIX = "relay:delivery:"
 EVENT_PREFIX = "relay:event:"
@@ -102,3 +124,18 @@ def inflight_key(name: str) -> str:
 def rate_key(name: str) -> str:
     """When a rate-limited destination may be sent to next."""
     return f"relay:rate:{name}"
+
+
+def session_key(source: str, session_id: str) -> str:
+    """One session's record (relay/store/sessions.py)."""
+    return f"relay:session:{source}:{session_id}"
+
+
+def group_key(destination: str, source: str, session_id: str) -> str:
+    """One session's grouped message for one destination (relay/store/groups.py)."""
+    return f"relay:group:{destination}:{source}:{session_id}"
+
+
+def order_key(destination: str, source: str, session_id: str) -> str:
+    """One session's ordered delivery to one destination (relay/store/ordering.py)."""
+    return f"relay:order:{destination}:{source}:{session_id}"

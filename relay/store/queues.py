@@ -6,7 +6,9 @@ member, JSON [event id, destination, attempt, deferrals], scored by when it is d
 attempt now, a retry after its delay, a rate-capped replay at its turn. Worker processes take
 due members atomically (lua/take.lua) into relay:inflight:<name>, scored by when the send is
 presumed lost; a lease that runs out makes its attempt due again at once, for any worker. There
-is no lock and no scheduler: what is due is taken by whichever worker asks first.
+is no lock and no scheduler: what is due is taken by whichever worker asks first. A rate-limited
+destination that folds (`digest_max`) has what its rate limit held back taken in one turn, to
+be sent as one digest (workers/lanes.py).
 """
 
 import json
@@ -85,8 +87,14 @@ def take(
     owner: str,
     state_ttl: int,
     now: float | None = None,
+    fold: int = 1,
 ) -> Take:
-    """Take up to `free` due deliveries of `destination` (lua/take.lua)."""
+    """Take up to `free` due deliveries of `destination` (lua/take.lua).
+
+    With a rate limit (`interval`), one per turn; but when the rate limit held deliveries back
+    (the oldest due one came due before this turn opened) and `fold` > 1, up to `fold` due ones
+    in this turn (each with its own lease), for the lane to send as one digest.
+    """
     reply = scripts.TAKE.run(
         redis,
         [
@@ -107,6 +115,7 @@ def take(
             TAKE_BATCH,
             keys.DELIVERY_PREFIX,
             keys.EVENT_PREFIX,
+            fold,
         ],
     )
     taken_raw, reclaimed_raw, parked, missing_raw, wait_ms = reply

@@ -5,7 +5,9 @@
 -- 2. While the destination is paused, due deliveries are parked, each with its envelope (a pause
 --    may outlast the event's own TTL), and nothing is taken.
 -- 3. A rate limit (ARGV[5] > 0) spaces sends evenly across all processes: at most one is taken
---    per interval, and the rest wait in the queue without spending an attempt.
+--    per interval, and the rest wait in the queue without spending an attempt. When the oldest
+--    due delivery came due before this turn opened (the rate limit held it back) and ARGV[11] > 1,
+--    up to ARGV[11] due deliveries are taken in this one turn, to be sent as one digest.
 -- 4. Up to ARGV[3] due deliveries are taken: each must still be the attempt its state names and
 --    have no lease; it gets an owner token and a lease in the in-flight set, and its envelope
 --    is returned with it. A stale member (its delivery done, or moved on) is dropped.
@@ -16,7 +18,7 @@
 -- ARGV[1] destination  ARGV[2] now (unix s)  ARGV[3] free slots  ARGV[4] lease (s)
 -- ARGV[5] rate interval (s, 0: none)  ARGV[6] owner token prefix  ARGV[7] TTL of delivery hashes
 -- ARGV[8] at most this many reclaimed or parked per call  ARGV[9] relay:delivery: prefix
--- ARGV[10] relay:event: prefix
+-- ARGV[10] relay:event: prefix  ARGV[11] most deliveries folded into one digest at a rate turn (1: none)
 -- Returns {taken {{member, owner, envelope}, ...}, reclaimed {member, ...}, parked count,
 --          missing {member, ...} (its event expired: marked dead, never sendable), ms until
 --          something may be due (-1: nothing)}.
@@ -67,6 +69,14 @@ if interval > 0 and free > 0 then
     free = 0
   else
     free = 1
+    local fold = tonumber(ARGV[11] or '1')
+    if fold > 1 then
+      -- Due before the turn opened: held back by the rate limit, with whatever came due since.
+      local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+      if head[2] and tonumber(head[2]) < tat then
+        free = fold
+      end
+    end
   end
 end
 
@@ -102,7 +112,8 @@ while #taken < free and looked < tonumber(ARGV[8]) do
 end
 if interval > 0 and #taken > 0 then
   tat = math.max(tat, now) + interval
-  redis.call('SET', KEYS[5], string.format('%.17g', tat), 'PX', math.ceil(interval * 1000) + 1000)
+  -- Kept a while past the next turn: a lane that takes late still finds when that turn opened.
+  redis.call('SET', KEYS[5], string.format('%.17g', tat), 'PX', math.ceil(interval * 1000) + 60000)
 end
 
 -- When to take again: at the next lease's end (a lost send), and, if this lane had room, when

@@ -34,8 +34,8 @@ def put(redis, event_id, destination="crm", number=1, deferrals=0, due=NOW - 1, 
     return member
 
 
-def take(redis, free=8, interval=0.0, now=NOW, owner="w1", destination="crm"):
-    return queues.take(redis, destination, free, LEASE, interval, owner, TTL, now=now)
+def take(redis, free=8, interval=0.0, now=NOW, owner="w1", destination="crm", fold=1):
+    return queues.take(redis, destination, free, LEASE, interval, owner, TTL, now=now, fold=fold)
 
 
 def queued(redis, destination="crm"):
@@ -260,6 +260,38 @@ def test_a_take_before_the_rate_limits_next_turn_waits_for_that_turn(redis):
     early = take(redis, interval=1.0, now=NOW + 0.4)
     assert early.taken == []
     assert early.wait == pytest.approx(0.6)
+
+
+def test_a_rate_turn_folds_what_the_rate_limit_held_back(redis):
+    for i in range(6):
+        put(redis, f"e{i}", due=NOW - 10 + i)
+    # The first of a burst goes at once, alone: nothing was held back yet.
+    assert [t.event_id for t in take(redis, interval=1.0, fold=4).taken] == ["e0"]
+    assert take(redis, interval=1.0, fold=4, now=NOW + 0.5).taken == []
+    # At the next turn, the oldest waiting came due before that turn opened: up to `fold` at once.
+    folded = take(redis, free=1, interval=1.0, fold=4, now=NOW + 1.0)
+    assert [t.event_id for t in folded.taken] == ["e1", "e2", "e3", "e4"]
+    assert len({t.owner for t in folded.taken}) == 4  # each its own lease
+    assert [m for m, _ in in_flight(redis)][-4:] == [queues.member(f"e{i}", "crm", 1, 0).encode() for i in range(1, 5)]
+    assert float(redis.get(keys.rate_key("crm"))) == NOW + 2.0  # one turn spent
+    assert [t.event_id for t in take(redis, interval=1.0, fold=4, now=NOW + 2.0).taken] == ["e5"]
+
+
+def test_a_rate_turn_folds_nothing_that_was_not_held_back(redis):
+    redis.set(keys.rate_key("crm"), repr(NOW - 5))  # the last turn opened long before these came due
+    put(redis, "e1", due=NOW - 1)
+    put(redis, "e2", due=NOW - 0.5)
+    assert [t.event_id for t in take(redis, interval=1.0, fold=50).taken] == ["e1"]
+    assert [t.event_id for t in take(redis, interval=1.0, fold=50, now=NOW + 1.0).taken] == ["e2"]
+
+
+def test_fold_1_or_no_rate_limit_or_no_free_thread_folds_nothing(redis):
+    for i in range(4):
+        put(redis, f"e{i}", due=NOW - 10 + i)
+    redis.set(keys.rate_key("crm"), repr(NOW - 1))
+    assert [t.event_id for t in take(redis, interval=1.0, fold=1).taken] == ["e0"]
+    assert take(redis, free=0, interval=1.0, fold=50, now=NOW + 1.0).taken == []
+    assert [t.event_id for t in take(redis, free=2, fold=50, now=NOW + 1.0).taken] == ["e1", "e2"]
 
 
 def test_wait_is_the_next_due_time_or_the_next_lease_end(redis):
