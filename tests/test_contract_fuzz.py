@@ -28,10 +28,12 @@ from config.loader import load_config
 from config.settings import Settings
 from devtools.local_redis import free_port
 from devtools.procfile import procfile_command
+from relay.domain.event import parse_event
 from relay.domain.outcome import Outcome
 from relay.domain.samples import sample_event, to_body
+from relay.domain.scenarios import play
 from relay.domain.signature import HEADER, compute
-from relay.store import attempts, dead_letters, keys
+from relay.store import attempts, dead_letters, keys, sessions
 from relay.web import openapi
 from relay.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, CONFIG_ENV, SECRET
@@ -140,6 +142,19 @@ def seed_dead_letters(redis: Redis) -> list[tuple[str, str]]:
     return seeded
 
 
+def seed_session(redis: Redis) -> str:
+    """A failed session as the workers track it, with a gap: each event delivered to crm but the
+    CONSTRAINT_VIOLATION, whose second attempt is scheduled. Returns its sessionId."""
+    events = [e for e in play("constraint-violation", "fuzz-s", int(time.time()) - 60) if e["sequence"] != 3]
+    pipe = redis.pipeline()
+    for event in events:
+        parsed = parse_event("wms", to_body(event))
+        sessions.track(pipe, parsed, time.time(), 30, 86400)
+        pipe.hset(keys.delivery_key(parsed.id), "crm", "2.0" if parsed.code == "CONSTRAINT_VIOLATION" else "ok")
+    pipe.execute()
+    return "fuzz-s"
+
+
 @pytest.mark.slow  # runs the Procfile's web process and a few hundred requests
 def test_the_running_app_keeps_to_its_openapi_document(web, redis):
     # The document as the app serves it. (from_url would leave GET /openapi.json out, as the
@@ -149,9 +164,9 @@ def test_the_running_app_keeps_to_its_openapi_document(web, redis):
     config = schemathesis.Config.from_dict({"output": {"sanitization": {"enabled": False}}})
     schema = schemathesis.openapi.from_dict(requests.get(f"{web}/openapi.json", timeout=5).json(), config=config)
     operations = {op.label: op for op in (result.ok() for result in schema.get_all_operations())}
-    assert len(operations) == 9, sorted(operations)
+    assert len(operations) == 11, sorted(operations)
     takes_input = sorted(label for label, op in operations.items() if op.body or list(op.iter_parameters()))
-    assert len(takes_input) == 5, takes_input
+    assert len(takes_input) == 7, takes_input
     signer = Signer()
     session = requests.Session()
     session.auth = signer
@@ -171,6 +186,18 @@ def test_the_running_app_keeps_to_its_openapi_document(web, redis):
     replay = operations["POST /admin/dead-letters/replay"]
     dry_run = run.call(replay.Case(body={"dry_run": True}, headers=admin, media_type="application/json"), web, session)
     assert dry_run is not None and (dry_run.json()["replayed"], len(dry_run.json()["refused"])) == (1, 1)
+    # And a real session, so that its answers are checked with a timeline and deliveries in them.
+    session_id = seed_session(redis)
+    shown = run.call(
+        operations["GET /admin/sessions/{source}/{session_id}"].Case(
+            path_parameters={"source": "wms", "session_id": session_id}, headers=admin
+        ),
+        web,
+        session,
+    )
+    assert shown is not None and shown.status_code == 200 and shown.json()["gaps"] == [[3, 3]]
+    sessions_listed = run.call(operations["GET /admin/sessions"].Case(headers=admin), web, session)
+    assert sessions_listed is not None and sessions_listed.json()["count"] == 1
 
     for label, operation in sorted(operations.items()):
         # Nothing can be wrong in a request to an operation that takes no input.

@@ -1,5 +1,5 @@
-"""The `relay` command: check the config (and Redis), sign and send sample events, dead letters,
-destinations, the workers' status."""
+"""The `relay` command: check the config (and Redis), sign and send sample events, play scripted
+sessions, the sessions followed, dead letters, destinations, the workers' status."""
 
 import json
 import sys
@@ -17,7 +17,10 @@ from config.settings import Settings
 from config.wms_events import CATALOGUE, SEVERITIES
 from relay.cli import dead_letters as dead_letters_cli
 from relay.cli import destinations as destinations_cli
+from relay.cli import sessions as sessions_cli
+from relay.cli import simulate as simulate_cli
 from relay.cli import status as status_cli
+from relay.cli.webhook import Webhook, known_source
 from relay.domain import samples, signature
 from relay.domain.event import Event, InvalidEvent, parse_event
 from relay.domain.routing import describe_route
@@ -59,14 +62,6 @@ def _load(tool: bool = False) -> tuple[Settings, RelayConfig]:
         sys.exit(EXIT_CONFIG)
     click.get_current_context().meta[_SETTINGS] = settings
     return settings, config
-
-
-def _known_source(config: RelayConfig, source: str) -> str:
-    if source not in config.sources:
-        raise click.BadParameter(
-            f"no source named {source!r} (defined: {', '.join(map(repr, config.sources))})", param_hint="--source"
-        )
-    return source
 
 
 @main.command("check-config")
@@ -139,7 +134,7 @@ def _check_redis(settings: Settings) -> bool:
 def _sample_for_routing(
     config: RelayConfig, code: str, source: str | None, severity: str | None, payload_items: tuple[str, ...]
 ) -> Event:
-    source = _known_source(config, source or next(iter(config.sources)))
+    source = known_source(config, source or next(iter(config.sources)))
     fields = samples.sample_event(code, "sample-session", 0)
     fields["severity"] = severity or fields["severity"]
     for item in payload_items:
@@ -171,19 +166,15 @@ def _sample_for_routing(
 def send_sample(url: str | None, source: str, code: str, session_id: str | None, sequence: int) -> None:
     """POST a realistic WMS event, signed exactly as WMS signs it, and print the answer."""
     settings, config = _load(tool=True)
-    _known_source(config, source)
+    webhook = Webhook.of(settings, config, source, url)
     if code not in CATALOGUE:
         click.echo(f"note: {code!r} is not a documented WMS event code; the relay will mark it unknown", err=True)
-    url = url or f"http://127.0.0.1:{settings.port}/hooks/{source}"
     body = samples.to_body(samples.sample_event(code, session_id or samples.new_session_id(), sequence))
-    mac = signature.compute(config.sources[source].mac_secrets[0].reveal(), body)
-    click.echo(f"POST {url}\n{body.decode()}")
+    click.echo(f"POST {webhook.url}\n{body.decode()}")
     try:
-        response = requests.post(
-            url, data=body, headers={"Content-Type": "application/json", signature.HEADER: mac}, timeout=10
-        )
+        response = webhook.post(body)
     except requests.RequestException as exc:
-        click.echo(f"error: cannot reach {url}: {exc.__class__.__name__} (is the relay running?)", err=True)
+        click.echo(webhook.unreachable(exc), err=True)
         sys.exit(1)
     click.echo(f"-> {response.status_code} {response.text.strip()}")
     sys.exit(0 if response.ok else 1)
@@ -195,10 +186,12 @@ def send_sample(url: str | None, source: str, code: str, session_id: str | None,
 def sign(source: str, body_file: IO[bytes]) -> None:
     """Print the X-WMS-Content-MAC header value WMS would send for BODY_FILE (default: stdin)."""
     _, config = _load(tool=True)
-    _known_source(config, source)
+    known_source(config, source)
     click.echo(signature.compute(config.sources[source].mac_secrets[0].reveal(), body_file.read()))
 
 
 dead_letters_cli.register(main, _load)
 destinations_cli.register(main, _load)
+sessions_cli.register(main, _load)
+simulate_cli.register(main, _load)
 status_cli.register(main, _load)

@@ -1,4 +1,5 @@
-"""The admin API, under /admin: dead letters (list, show, replay, purge) for operators' tools.
+"""The admin API, under /admin: dead letters (list, show, replay, purge) and the sessions
+followed (list, show) for operators' tools.
 
 Off unless RELAY_ADMIN_TOKEN is set; every request must then carry `Authorization: Bearer <token>`,
 compared in constant time. With no token configured, /admin answers 404 as if it did not exist.
@@ -9,6 +10,7 @@ does), so the token is checked before anything else is said: a stranger learns n
 import hmac
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -17,7 +19,9 @@ from redis import Redis
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import MapAdapter
 
-from relay.store import dead_letters
+from config.durations import parse_duration
+from relay.domain.session import OUTCOMES
+from relay.store import dead_letters, session_view
 from relay.web.errors import ApiError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -134,6 +138,50 @@ def purge_dead_letters() -> Response:
     purged = dead_letters.purge(redis, dead_letters.find(redis, which))
     log.warning("admin: purged %d dead letter(s) from %s", purged, request.remote_addr)
     return jsonify(purged=purged)
+
+
+SESSION_KEYS = ("outcome", "since", "source", "limit")
+
+
+@bp.get("/sessions")
+def list_sessions() -> Response:
+    """Sessions matching ?outcome, since (a duration ago), source, newest first, at most ?limit
+    (as `relay sessions list --json`)."""
+    args = {key: value for key, value in request.args.items() if value}  # empty: no filter
+    unknown = sorted(set(request.args) - set(SESSION_KEYS))
+    if unknown:
+        raise ApiError(
+            400, "invalid_filter", f"unknown key {unknown[0]!r} (allowed: {', '.join(map(repr, SESSION_KEYS))})"
+        )
+    outcome = args.get("outcome")
+    if outcome is not None and outcome not in OUTCOMES:
+        raise ApiError(
+            400, "invalid_filter", f"outcome: must be one of {', '.join(map(repr, OUTCOMES))}, got {outcome!r}"
+        )
+    since = None
+    if "since" in args:
+        try:
+            since = time.time() - parse_duration(args["since"])
+        except ValueError as exc:
+            raise ApiError(400, "invalid_filter", f"since: {exc}") from None
+    limit = args.get("limit", "50")
+    if not (limit.isascii() and limit.isdigit() and len(limit) <= 4 and 1 <= int(limit) <= session_view.LIMIT_MAX):
+        raise ApiError(
+            400, "invalid_filter", f"limit: must be a whole number from 1 to {session_view.LIMIT_MAX}, got {limit!r}"
+        )
+    listing = session_view.find(_redis(), outcome, args.get("source"), since, int(limit))
+    return jsonify(listing.to_json())
+
+
+@bp.get("/sessions/<source>/<path:session_id>")
+def show_session(source: str, session_id: str) -> Response:
+    """One session: its outcome, what decided it, and its timeline with each event's deliveries
+    (as `relay sessions show --json`)."""
+    config = current_app.config["RELAY"]
+    found = session_view.lookup(_redis(), session_id, [source])
+    if not found:
+        raise ApiError(404, "not_found", session_view.not_found(session_id, [source], config.sessions.retention))
+    return jsonify(session_view.detail(_redis(), config, found[0]))
 
 
 # Every method HTTP clients send; Werkzeug's own 405 lists HEAD and OPTIONS too.
