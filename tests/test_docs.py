@@ -3,10 +3,12 @@
 - docs/architecture.md's Redis layout table lists exactly the keys of relay/store/keys.py's docstring;
 - every path of ours named in backticks or linked exists;
 - every relative link points to an existing file (and, for a Markdown file, an existing heading);
-- README.md stays the user's page: short, and linking each document of docs/.
+- README.md stays the user's page: short, and linking each document of docs/;
+- the failed-session Slack payload README.md shows is what the Slack adapter sends.
 """
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -16,7 +18,8 @@ DOCS = ROOT / "docs"
 ARCHITECTURE = DOCS / "architecture.md"
 KEYS_MODULE = ROOT / "relay" / "store" / "keys.py"
 
-README_MAX_LINES = 240  # the front door: two commands, the API, a config, deploy and security at a glance
+# The front door: two commands, sessions, the API, a config, deploy and security at a glance.
+README_MAX_LINES = 320
 OUR_PREFIXES = ("relay/", "workers/", "config/", "devtools/", "bench/", "tests/", "docs/", ".ci/")
 
 _FENCE = re.compile(r"^\s*(```|~~~).*?^\s*\1", re.MULTILINE | re.DOTALL)
@@ -181,3 +184,14 @@ def test_every_relative_link_points_to_an_existing_file():
             elif anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved):
                 broken.append(f"{_name(document)}: {target} (no such heading in {path})")
     assert not broken, "relative links that lead nowhere:\n" + "\n".join(broken)
+
+
+def test_readme_shows_the_failed_session_slack_payload_as_delivered():
+    from devtools.screenshots import failed_session
+    from workers.destinations.slack import slack_message
+
+    text = README.read_text()
+    marker = text.index("<!-- failed-session-slack")
+    block = re.search(r"```json\n(.*?)\n```", text[marker:], re.DOTALL)
+    assert block is not None, "README.md: no JSON block after the failed-session-slack marker"
+    assert json.loads(block.group(1)) == slack_message(failed_session())
