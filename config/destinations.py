@@ -118,7 +118,7 @@ class Folding(Sending):
 
     # When a rate limit holds deliveries back, up to this many that are due are sent as one
     # digest message, which counts and lists them all; 1: never fold, each waits its turn.
-    digest_max: int = Field(default=50, ge=1, le=500)
+    digest_max: int = Field(default=50, ge=1, le=100)  # one take looks at 100 at most (queues.TAKE_BATCH)
 
 
 class SlackDestination(Folding):

@@ -1,6 +1,6 @@
 """The shape of config/relay.yaml as pydantic models; see config/relay.example.yaml for every key."""
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from config.destinations import Destination, RetryPolicy
 from config.rules import Rule
@@ -56,6 +56,16 @@ class Sessions(Strict):
     idle_timeout: Duration = Field(default=600.0, ge=1, le=7 * 86400)
     # A session's record is kept this long after its last event.
     retention: Duration = Field(default=7 * 86400.0, ge=3600)
+
+    @model_validator(mode="after")
+    def _outlives_its_timers(self) -> "Sessions":
+        # Else a record expires before its idle timer decides it: the session never gets an outcome.
+        if self.idle_timeout + self.settle >= self.retention:
+            raise ValueError(
+                f"retention ({self.retention:g}s) must be longer than idle_timeout + settle "
+                f"({self.idle_timeout + self.settle:g}s)"
+            )
+        return self
 
 
 class RelayConfig(Strict):

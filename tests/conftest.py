@@ -20,7 +20,7 @@ from relay.store.jobs import QUEUE_NAME
 from relay.web.app import create_app
 from tests.peers import HttpPeer, SmtpPeer
 from tests.redis_servers import Server, make_certs
-from workers import runtime, sessions, timers
+from workers import runtime, timers
 from workers.drain import Drain
 from workers.runtime import Runtime
 
@@ -215,20 +215,24 @@ class Relay:
             self.redis.zadd(keys.DUE, dict.fromkeys(members, 0))
         return timers.tick(self.rt)
 
-    def settle_sessions(self, after: float = 86400) -> int:
-        """Run every session's timer as if `after` seconds had passed (outcomes settled, idle
-        sessions abandoned); return how many ran. Drain afterwards to send what they emitted."""
+    def run_timers_at(self, kind: str, now: float) -> int:
+        """Run every timer of `kind` (due.SESSION, due.ORDER, due.GROUP) as its worker would at
+        `now`, due or not, and set or remove it as the run says; return how many ran."""
         ran = 0
         for member in self.redis.zrange(keys.DUE, 0, -1):
-            kind, args = due.parse_timer(member)
-            if kind == due.SESSION:
-                following = sessions.run_timer(self.rt, *args, now=time.time() + after)
+            if due.parse_timer(member)[0] == kind:
+                following = timers.run(self.rt, member.decode(), now=now)
                 if following is None:
                     due.cancel(self.redis, member.decode())
                 else:
                     due.schedule(self.redis, member.decode(), following, replace=True)
                 ran += 1
         return ran
+
+    def settle_sessions(self, after: float = 86400) -> int:
+        """Run every session's timer as if `after` seconds had passed (outcomes settled, idle
+        sessions abandoned); return how many ran. Drain afterwards to send what they emitted."""
+        return self.run_timers_at(due.SESSION, time.time() + after)
 
     def expire_leases(self) -> int:
         """Make every lease run out now, as when a worker died mid-send; return how many."""

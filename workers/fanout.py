@@ -71,8 +71,12 @@ def fan_out_batch(rt: Runtime, entries: list[tuple[bytes | None, dict | None]]) 
             elif isinstance(item, _Unroutable):
                 unroutable.append(item)
     failed: list[bytes | None] = []
-    if tracked:
-        _track(rt, tracked, failed)
+    # A routed event is tracked in the transaction that queues its deliveries (so an ordered
+    # destination never finds an event tracked but not yet held); the others on their own.
+    routed_ids = {item.event.id for item in routed}
+    unrouted = [t for t in tracked if t[1].id not in routed_ids]
+    if unrouted:
+        _track(rt, unrouted, failed)
     queued = 0
     for chunk in _chunks(routed, FANOUT_CHUNK):
         queued += _enqueue(rt, chunk, failed)
@@ -159,24 +163,22 @@ def _is_ordered(rt: Runtime, destination: str) -> bool:
 
 
 def _track(rt: Runtime, tracked: list[tuple[bytes | None, Event, float]], failed: list[bytes | None]) -> None:
-    """Track the batch's events in their sessions (relay/store/sessions.py), in one round trip;
-    entries whose writes failed go to `failed`, to be read again (tracking twice is harmless)."""
+    """Track events that go nowhere in their sessions (relay/store/sessions.py), in one round
+    trip; entries whose writes failed go to `failed`, to be read again (tracking twice is harmless)."""
     config = rt.config.sessions
     pipe = rt.redis.pipeline(transaction=False)
     for _, event, received_at in tracked:
         sessions.track(pipe, event, received_at, config.settle, config.retention)
-    replies = pipe.execute(raise_on_error=False)
-    per_event = len(replies) // len(tracked)
-    for i, (entry_id, event, _) in enumerate(tracked):
-        errors = [r for r in replies[i * per_event : (i + 1) * per_event] if isinstance(r, Exception)]
-        if errors:
-            log.error(
-                "%s: tracking its session failed: %s",
-                event.id,
-                errors[0],
-                extra={"event_id": event.id, "source": event.source},
-            )
+    for (entry_id, event, _), reply in zip(tracked, pipe.execute(raise_on_error=False), strict=True):
+        if isinstance(reply, Exception):
+            _tracking_failed(event, reply)
             failed.append(entry_id)
+
+
+def _tracking_failed(event: Event, error: Exception) -> None:
+    log.error(
+        "%s: tracking its session failed: %s", event.id, error, extra={"event_id": event.id, "source": event.source}
+    )
 
 
 def _dead_letter(rt: Runtime, items: list[_Unroutable], failed: list[bytes | None]) -> None:
@@ -214,7 +216,10 @@ def _enqueue(rt: Runtime, chunk: list[_Routed], failed: list[bytes | None]) -> i
     """Store the envelopes of `chunk` and queue their deliveries' first attempts in one
     transaction; return how many were queued. Entries whose writes failed go to `failed`."""
     pipe = rt.redis.pipeline(transaction=True)  # so no delivery's end can fall between our writes
+    config = rt.config.sessions
     for item in chunk:
+        if not item.event.derived:
+            sessions.track(pipe, item.event, item.envelope["received_at"], config.settle, config.retention)
         if item.destinations or item.ordered:  # a grouped message keeps what it needs of the event
             deliveries.keep_envelope(pipe, item.envelope, rt.config.state_ttl)
         for destination in item.destinations:
@@ -226,8 +231,12 @@ def _enqueue(rt: Runtime, chunk: list[_Routed], failed: list[bytes | None]) -> i
     replies = iter(pipe.execute(raise_on_error=False))
     queued = 0
     for item in chunk:
-        # Per event: the envelope's write, then one answer per destination, in the order queued:
-        # 1 queued (or held), 0 queued before; a grouped entry's answer only tells of an error.
+        # Per event: its tracking, the envelope's write, then one answer per destination, in the
+        # order queued: 1 queued (or held), 0 queued before; a grouped entry's answer only tells
+        # of an error.
+        tracking = next(replies) if not item.event.derived else None
+        if isinstance(tracking, Exception):
+            _tracking_failed(item.event, tracking)
         kept = next(replies) if item.destinations or item.ordered else None
         targets = [*item.destinations, *item.ordered, *(d for d, _ in item.grouped)]
         answers = [next(replies) for _ in targets]
@@ -240,7 +249,7 @@ def _enqueue(rt: Runtime, chunk: list[_Routed], failed: list[bytes | None]) -> i
                     answer,
                     extra={"event_id": item.envelope["id"], "destination": destination},
                 )
-        if isinstance(kept, Exception) or any(isinstance(answer, Exception) for answer in answers):
+        if any(isinstance(answer, Exception) for answer in (tracking, kept, *answers)):
             failed.append(item.entry_id)
         elif (item.destinations or item.ordered) and not any(answers[: len(item.destinations) + len(item.ordered)]):
             # Fanned out before (read again, or taken over from a reader that seemed dead): the

@@ -5,7 +5,7 @@ The fan-out adds each matched event to its session's group for that destination
 (relay/store/groups.py), in its own transaction, instead of queueing a delivery; the first event
 of a message sets the group's timer in relay:due: `group_wait` after it for the first message,
 the previous message's time + `group_interval` for a follow-up. When the timer runs, what was
-collected becomes one derived event, EVENT_GROUP, '<source>:<sessionId>:group:<destination>:<part>',
+collected becomes one derived event, EVENT_GROUP, '<source>:<sessionId>:group:<destination>:part-<n>',
 queued to that destination only (not through the rules): retries, dead letters and replays are
 those of any delivery. A timer run twice (its taker presumed dead) builds the same part again;
 the part's flush (lua/group_flush.lua) marks and stores one message per part, and the delivery
@@ -20,7 +20,7 @@ from redis.client import Pipeline
 
 from config.rules import Rule
 from config.wms_events import EVENT_GROUP, SEVERITIES
-from relay.domain.event import Event, parse_event
+from relay.domain.event import Event, group_suffix, parse_event
 from relay.store import groups, queues
 from relay.store.groups import Group
 from relay.store.inbox import envelope_of
@@ -88,7 +88,7 @@ def message_body(group: Group) -> bytes:
         "severity": max(severities, key=SEVERITIES.index),
         "sessionId": group.session_id,
         "timestamp": group.events[0]["timestamp"] if group.events else int(time.time()),
-        "derived": f"group:{group.destination}:{group.part}",
+        "derived": group_suffix(group.destination, group.part),
         "payload": payload,
     }
     return json.dumps(body, separators=(",", ":")).encode("utf-8")

@@ -32,9 +32,9 @@ from workers.runtime import Runtime
 log = logging.getLogger(__name__)
 
 # How long an event waits for a lower sequence that the session record has but that has no
-# delivery to this destination: another destination's event (a rule that sends this one a
-# subset), or one whose fan-out, in another worker, is under way. Bounded by gap_timeout.
-ROUTE_GRACE = 2.0
+# delivery to this destination: none, since an event is tracked in the transaction that holds
+# its deliveries (workers/fanout.py), so such a sequence is one not routed here.
+ROUTE_GRACE = 0.0
 
 
 def _ordered(rt: Runtime, destination: str) -> HttpDestination | None:

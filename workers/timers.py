@@ -36,18 +36,21 @@ def ensure(rt: Runtime) -> None:
     due.schedule(rt.redis, EXPIRY, time.time())
 
 
-def run(rt: Runtime, member: str) -> float | None:
-    """Run one timer; return when it is due next (unix s), None when it is done for good."""
+def run(rt: Runtime, member: str, now: float | None = None) -> float | None:
+    """Run one timer; return when it is due next (unix s), None when it is done for good. `now`:
+    the time a session's, ordering or group timer takes as the present (tests move it)."""
     kind, args = due.parse_timer(member)
     if kind == due.PROBE:
         return probe_due(rt, args[0])
     if kind == due.SESSION:
         source, session_id = args
-        return sessions.run_timer(rt, source, session_id)
+        return sessions.run_timer(rt, source, session_id, now=now)
     if kind == due.ORDER:
-        return ordering.run_timer(rt, *args)
+        destination, source, session_id = args
+        return ordering.run_timer(rt, destination, source, session_id, now=now)
     if kind == due.GROUP:
-        return grouping.run_timer(rt, *args)
+        destination, source, session_id = args
+        return grouping.run_timer(rt, destination, source, session_id, now=now)
     if kind == due.EXPIRE_DEAD_LETTERS:
         dead_letters.expire(rt.redis, rt.config.dead_letters.retention)
         session_records.trim(rt.redis, rt.config.sessions.retention)

@@ -14,7 +14,7 @@ from config.loader import load
 from config.model import RelayConfig
 from config.rules import rule_warnings
 from config.settings import Settings
-from config.wms_events import CATALOGUE, SEVERITIES
+from config.wms_events import CATALOGUE, DERIVED, SEVERITIES
 from relay.cli import dead_letters as dead_letters_cli
 from relay.cli import destinations as destinations_cli
 from relay.cli import sessions as sessions_cli
@@ -136,6 +136,10 @@ def _sample_for_routing(
 ) -> Event:
     source = known_source(config, source or next(iter(config.sources)))
     fields = samples.sample_event(code, "sample-session", 0)
+    derived = code in DERIVED  # SESSION_FAILED, ...: route the relay's own event, as the workers would
+    if derived:
+        del fields["sequence"]
+        fields.update(severity=DERIVED[code].severity, derived="session")
     fields["severity"] = severity or fields["severity"]
     for item in payload_items:
         name, sep, text = item.partition("=")
@@ -152,7 +156,7 @@ def _sample_for_routing(
             target = target.setdefault(parent, {})
         target[leaf] = value
     try:
-        return parse_event(source, samples.to_body(fields))
+        return parse_event(source, samples.to_body(fields), derived=derived)
     except InvalidEvent as exc:
         raise click.BadParameter(exc.detail) from None
 

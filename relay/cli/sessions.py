@@ -199,7 +199,7 @@ def delivery_text(delivery: dict[str, Any]) -> str:
     """One destination's delivery of one event: 'crm ok', 'ops-slack attempt 2 scheduled (last:
     HTTP 503)', 'ops-email dead at attempt 5 (SMTP 451)', 'ops-slack ok in grouped message 1'."""
     name, state, attempt, status = (delivery[k] for k in ("destination", "state", "attempt", "last_status"))
-    via = f" in grouped message {delivery['grouped_in'].rsplit(':', 1)[1]}" if delivery.get("grouped_in") else ""
+    via = f" in grouped message {delivery['grouped_in'].rsplit(':part-', 1)[1]}" if delivery.get("grouped_in") else ""
     last = f" (last: {status})" if status else ""
     if state == "ok":
         return f"{name} ok{via}" if attempt in (None, 1) else f"{name} ok{via} at attempt {attempt}"

@@ -68,6 +68,15 @@ class Event:
         return self.payload.get("measurementId")
 
 
+def group_suffix(destination: str, part: int) -> str:
+    """What names a rule's grouped message in its id ('<source>:<sessionId>:group:<d>:part-<n>').
+
+    A WMS event's id ends in ':<digits>' and a sessionId may hold ':', so a derived id must not:
+    'wms:s1:group:ops-slack:1' would be the id of sequence 1 of session 's1:group:ops-slack'.
+    """
+    return f"group:{destination}:part-{part}"
+
+
 def event_id(source: str, session_id: str, sequence: int) -> str:
     """The one spelling of an event id; sequence comes last so a ':' in sessionId stays unambiguous."""
     return f"{source}:{session_id}:{sequence}"

@@ -20,7 +20,7 @@ from it (a CONSTRAINT_VIOLATION cancels the measurement: MEASUREMENT_CANCELED co
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from config.wms_events import DERIVED, SESSION_ABANDONED, SESSION_COMPLETED, SESSION_FAILED
@@ -46,6 +46,11 @@ SESSION_SUFFIX = "session"  # a derived outcome's id: '<source>:<sessionId>:sess
 KEY_FIELDS_MAX = 4
 KEY_VALUE_MAX = 80
 FINAL_TAG = "F"
+# A record takes every event up to this size (about 1,000 events), then only the events that
+# decide an outcome, up to twice it: a sender cannot grow one session without bound.
+MAX_RECORD_BYTES = 128 * 1024
+# In a record line in place of a measurementId the record names already (lua/session_track.lua).
+SAME_MEASUREMENT = 1
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,8 @@ class Session:
     final: dict[str, Any] | None  # the outcome as emitted (final_record), once it was
     late: int  # events accepted after the outcome was emitted (not in it)
     duplicates: int  # the same sequence tracked again (an inbox entry read twice)
+    truncated: bool = False  # the record reached MAX_RECORD_BYTES: later events that decide nothing are not in it
+    size: int = 0  # the record's length as read (where its outcome's mark goes: lua/session_final.lua)
 
     @property
     def key(self) -> str:
@@ -173,19 +180,33 @@ def key_payload(payload: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def record_line(event: Event, received_at: float) -> str:
-    """One event's line in its session's record: a JSON array, no line break inside."""
-    measurement = event.measurement_id[:KEY_VALUE_MAX] if event.measurement_id else None
+def record_line(event: Event, received_at: float, *, measurement: bool = True) -> str:
+    """One event's line in its session's record: a JSON array, no line break inside. Without
+    `measurement`, its measurementId is written as SAME_MEASUREMENT: the record names it already."""
+    measurement_id: str | int | None = event.measurement_id[:KEY_VALUE_MAX] if event.measurement_id else None
+    if measurement_id is not None and not measurement:
+        measurement_id = SAME_MEASUREMENT
     fields = [
         event.sequence,
         int(received_at * 1000),
         event.code,
         event.severity,
         event.timestamp,
-        measurement,
+        measurement_id,
         key_payload(event.payload),
     ]
     return json.dumps(fields, separators=(",", ":")) + "\n"
+
+
+def measurement_json(event: Event) -> str:
+    """The event's measurementId as its record line spells it ('' for none): how the record is
+    searched for it."""
+    return json.dumps(event.measurement_id[:KEY_VALUE_MAX]) if event.measurement_id else ""
+
+
+def decides(code: str) -> bool:
+    """Whether an event with this code can decide an outcome (a full record still takes it)."""
+    return code in FAILURE_CODES or code in (RESULTS, UNLOADED)
 
 
 def final_line(record: dict[str, Any]) -> str:
@@ -193,12 +214,13 @@ def final_line(record: dict[str, Any]) -> str:
     return json.dumps([FINAL_TAG, record], separators=(",", ":")) + "\n"
 
 
-def final_record(verdict: Verdict, event_id: str | None, at: float) -> dict[str, Any]:
-    """What the record keeps of an emitted outcome."""
+def final_record(body: dict[str, Any], event_id: str, at: float) -> dict[str, Any]:
+    """What the record keeps of an emitted outcome, from the derived event's body (derived_body)."""
+    payload = body["payload"]
     return {
-        "outcome": verdict.outcome,
-        "reason": verdict.reason,
-        "sequence": verdict.deciding.sequence if verdict.deciding else None,
+        "outcome": payload["outcome"],
+        "reason": payload["reason"],
+        "sequence": payload["reasonSequence"],
         "event": event_id,
         "at": round(at, 3),
     }
@@ -240,8 +262,25 @@ def parse_record(source: str, session_id: str, text: str) -> Session:
         if seen.sequence < highest:
             out_of_order += 1
         highest = max(highest, seen.sequence)
-    events = tuple(by_sequence[s] for s in sorted(by_sequence))
-    return Session(source, session_id, events, out_of_order, final, late, duplicates)
+    # A measurementId is written once per record (lua/session_track.lua); an event that had it
+    # too says SAME_MEASUREMENT: the nearest one named before it in sequence order, else after it.
+    ordered = [by_sequence[s] for s in sorted(by_sequence)]
+    following: list[str | None] = [None] * len(ordered)  # the next one named, from each event on
+    upcoming = None
+    for i in range(len(ordered) - 1, -1, -1):
+        if isinstance(ordered[i].measurement_id, str):
+            upcoming = ordered[i].measurement_id
+        following[i] = upcoming
+    events: list[Seen] = []
+    previous = None
+    for i, seen in enumerate(ordered):
+        if seen.measurement_id is not None and not isinstance(seen.measurement_id, str):  # SAME_MEASUREMENT
+            events.append(replace(seen, measurement_id=previous or following[i]))
+            continue
+        previous = seen.measurement_id or previous
+        events.append(seen)
+    truncated = len(text) >= MAX_RECORD_BYTES
+    return Session(source, session_id, tuple(events), out_of_order, final, late, duplicates, truncated, len(text))
 
 
 def derived_body(session: Session, verdict: Verdict, idle_timeout: float | None = None) -> dict[str, Any]:

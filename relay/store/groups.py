@@ -31,6 +31,9 @@ from relay.store import due, keys, scripts
 MAX_LISTED = 50  # events listed in one message; more are counted as omitted
 MAX_PAYLOAD_BYTES = 1024  # an event's payload (JSON) kept whole up to this size
 MAX_VALUE_CHARS = 200  # a string value of a payload cut down to its scalars
+# Fields of one group's hash (pending events, and the sequences sent): past it events are only
+# counted by severity, so that a session sent any number of events keeps a bounded group.
+MAX_FIELDS = 1000
 
 
 def timer(destination: str, source: str, session_id: str) -> str:
@@ -91,6 +94,7 @@ def add(
             timer(destination, event.source, event.session_id),
             MAX_LISTED,
             ttl,
+            MAX_FIELDS,
         ],
     )
 
@@ -109,11 +113,12 @@ class Group:
     events: list[dict[str, Any]] = field(default_factory=list)  # listed, by sequence
     omitted: list[str] = field(default_factory=list)  # severities of pending events past the cap
     sequences: list[int] = field(default_factory=list)  # of every pending event, listed or not
+    over: dict[str, int] = field(default_factory=dict)  # severity -> events only counted (MAX_FIELDS)
 
     @property
     def pending(self) -> int:
         """How many events wait for the next message."""
-        return len(self.sequences)
+        return len(self.sequences) + sum(self.over.values())
 
 
 def read(redis: Redis, destination: str, source: str, session_id: str) -> Group | None:
@@ -123,6 +128,9 @@ def read(redis: Redis, destination: str, source: str, session_id: str) -> Group 
         return None
     values = {_text(k): _text(v) for k, v in fields.items()}
     events, omitted, sequences = [], [], []
+    over = {name[5:]: int(value) for name, value in values.items() if name.startswith("over:") and int(value) > 0}
+    for severity, count in over.items():
+        omitted += [severity] * count
     for name, value in values.items():
         if not name.startswith("q:"):
             continue
@@ -143,6 +151,7 @@ def read(redis: Redis, destination: str, source: str, session_id: str) -> Group 
         events,
         omitted,
         sorted(sequences),
+        over,
     )
 
 
@@ -153,7 +162,14 @@ def flush(pipe: Pipeline, group: Group, envelope: dict, now: float, ttl: int) ->
     scripts.GROUP_FLUSH.queue(
         pipe,
         [keys.group_key(group.destination, group.source, group.session_id), keys.event_key(envelope["id"])],
-        [group.part, repr(now), json.dumps(envelope, separators=(",", ":")), ttl, *group.sequences],
+        [
+            group.part,
+            repr(now),
+            json.dumps(envelope, separators=(",", ":")),
+            ttl,
+            *(group.over.get(severity, 0) for severity in ("INFO", "WARN", "ERROR")),
+            *group.sequences,
+        ],
     )
 
 

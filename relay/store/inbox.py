@@ -92,3 +92,16 @@ def envelope_from_entry(fields: dict[bytes, bytes]) -> dict:
 def waiting(redis: Redis) -> list[dict]:
     """The envelopes in the inbox not yet fanned out (read or not), oldest first."""
     return [envelope_from_entry(fields) for _, fields in replies.stream_entries(redis.xrange(keys.INBOX))]
+
+
+def entry_time(entry_id: bytes | str) -> float:
+    """When an inbox entry was appended (unix s): a stream entry id starts with it, in ms."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.split("-")[0]) / 1000
+
+
+def oldest_at(redis: Redis) -> float | None:
+    """When the oldest event still in the inbox (read or not, not yet fanned out) was accepted;
+    None when the inbox is empty. Fanned-out entries are deleted, so the first entry is it."""
+    first = replies.stream_entries(redis.xrange(keys.INBOX, count=1))
+    return entry_time(first[0][0]) if first else None

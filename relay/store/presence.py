@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from relay.store import keys
+from relay.store import inbox, keys
 
 KEEP_GONE = 86400.0  # seconds an entry stays after its worker was last seen
 SCALE_HINT = "scale the worker process (heroku ps:scale worker=1)"
@@ -188,8 +188,5 @@ def status(redis: Redis, absent_after: float, now: float | None = None) -> Statu
         pipe.xrange(keys.INBOX, count=1)
         raw, waiting, first = pipe.execute()
     now = time.time() if now is None else now
-    oldest_at = None
-    if first:
-        entry_id = first[0][0]
-        oldest_at = int((entry_id.decode() if isinstance(entry_id, bytes) else entry_id).split("-")[0]) / 1000
+    oldest_at = inbox.entry_time(first[0][0]) if first else None
     return Status(now, _parse(raw), int(waiting), oldest_at if waiting else None, absent_after)

@@ -20,7 +20,7 @@ from redis import Redis
 
 from config.destinations import HttpDestination
 from config.model import RelayConfig
-from relay.domain.event import event_id
+from relay.domain.event import event_id, group_suffix
 from relay.domain.session import DERIVED_CODE, Seen, Session
 from relay.store import keys, ordering, sessions
 
@@ -203,8 +203,7 @@ def _grouped(redis: Redis, config: RelayConfig, session: Session) -> dict[int, d
         for raw, value in fields.items():
             kind, _, number = raw.decode().partition(":")
             if kind in ("q", "s") and number.isdigit():
-                # The message's id as workers/grouping.py names it: '<source>:<sessionId>:group:<destination>:<part>'.
-                message = f"{session.key}:group:{name}:{value.decode()}" if kind == "s" else None
+                message = f"{session.key}:{group_suffix(name, int(value))}" if kind == "s" else None
                 found.setdefault(int(number), {})[name] = message
     return found
 

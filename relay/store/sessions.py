@@ -2,10 +2,12 @@
 (relay:sessions), written by the workers as they fan events out.
 
 A record is a string of lines, one per event tracked (relay/domain/session.py), each appended
-with APPEND: atomic, one command, no read-modify-write between workers that track events of one
-session at once, and the smallest form Redis has (a 15-event session takes about 1.5 KiB). An
-event tracked twice (an inbox entry read again) appends a second line that parse_record skips.
-Every tracked event also sets the session's timer (relay:due, ["session", source, sessionId]) to
+by one script (lua/session_track.lua) with APPEND: no read-modify-write between workers that
+track events of one session at once, and the smallest form Redis has. A measurementId is
+written once per record; a record is capped (MAX_RECORD_BYTES). APPEND leaves room for more (up
+to the string's size again); the final mark rewrites the record at its exact size. An event
+tracked twice (an inbox entry read again) appends a second line that parse_record skips. Every
+tracked event also sets the session's timer (relay:due, ["session", source, sessionId]) to
 `settle` after it: the timer decides the outcome (workers/sessions.py).
 """
 
@@ -16,7 +18,15 @@ from redis import Redis
 from redis.client import Pipeline
 
 from relay.domain.event import Event
-from relay.domain.session import Session, final_line, parse_record, record_line
+from relay.domain.session import (
+    MAX_RECORD_BYTES,
+    Session,
+    decides,
+    final_line,
+    measurement_json,
+    parse_record,
+    record_line,
+)
 from relay.store import due, keys, replies, scripts
 
 
@@ -26,13 +36,25 @@ def timer(source: str, session_id: str) -> str:
 
 
 def track(pipe: Pipeline, event: Event, received_at: float, settle: float, retention: float) -> None:
-    """Queue on `pipe` the tracking of one accepted event: its line, the record's expiry, the
-    session's place in the index and its timer (4 commands, no answer to read)."""
-    key = keys.session_key(event.source, event.session_id)
-    pipe.append(key, record_line(event, received_at))
-    pipe.expire(key, int(retention))
-    pipe.zadd(keys.SESSIONS, {f"{event.source}:{event.session_id}": received_at})
-    due.schedule(pipe, timer(event.source, event.session_id), received_at + settle, replace=True)
+    """Queue on `pipe` the tracking of one accepted event (lua/session_track.lua): its line, the
+    record's expiry, the session's place in the index and its timer; one answer, 1 when the line
+    was appended, 0 when the record was full."""
+    scripts.SESSION_TRACK.queue(
+        pipe,
+        [keys.session_key(event.source, event.session_id), keys.SESSIONS, keys.DUE],
+        [
+            record_line(event, received_at),
+            record_line(event, received_at, measurement=False),
+            measurement_json(event),
+            int(retention),
+            f"{event.source}:{event.session_id}",
+            received_at,
+            timer(event.source, event.session_id),
+            int((received_at + settle) * 1000),
+            MAX_RECORD_BYTES,
+            "1" if decides(event.code) else "0",
+        ],
+    )
 
 
 def read(redis: Redis, source: str, session_id: str) -> Session | None:
@@ -55,10 +77,11 @@ def read_many(redis: Redis, names: list[tuple[str, str]]) -> list[Session]:
     ]
 
 
-def mark_final(redis: Redis, source: str, session_id: str, record: dict, retention: float) -> bool:
-    """Record that the session's outcome was emitted; False if it had been already."""
-    line = final_line(record)
-    return bool(scripts.SESSION_FINAL.run(redis, [keys.session_key(source, session_id)], [line, int(retention)]))
+def mark_final(redis: Redis, session: Session, record: dict, retention: float) -> bool:
+    """Record that the session's outcome was emitted, decided from `session` as read; False if
+    it had been already. Lines tracked after that read count as late."""
+    key = keys.session_key(session.source, session.session_id)
+    return bool(scripts.SESSION_FINAL.run(redis, [key], [final_line(record), int(retention), session.size]))
 
 
 def recent(

@@ -89,7 +89,7 @@ def test_a_failed_sessions_events_become_one_message(relay):
     assert listed(message) == MATCHED
     assert "3 events in session s-1" in message["text"] and "[ERROR]" in message["text"]
     ((event_id, outcome),) = [(a["event"], a["outcome"]) for a in attempt_log(relay.redis)]
-    assert (event_id, outcome) == ("wms:s-1:group:ops-slack:1", "ok")
+    assert (event_id, outcome) == ("wms:s-1:group:ops-slack:part-1", "ok")
     assert relay.redis.hget(keys.delivery_key(event_id), "ops-slack") == b"ok"
     assert group_timer("s-1") not in relay.timers()
     assert relay.run_due_timers((due.GROUP,)) == 0
@@ -146,8 +146,8 @@ def test_a_later_match_becomes_one_follow_up_at_the_group_interval(relay):
     assert listed(follow_up) == ["WEBSOCKET_DISCONNECTED", "API_ERROR"]
     assert "follow-up: 3 more events for session s-1" in follow_up["text"]
     assert sorted(a["event"] for a in attempt_log(relay.redis)) == [
-        "wms:s-1:group:ops-slack:1",
-        "wms:s-1:group:ops-slack:2",
+        "wms:s-1:group:ops-slack:part-1",
+        "wms:s-1:group:ops-slack:part-2",
     ]
 
 
@@ -216,7 +216,7 @@ def test_a_failing_group_message_is_retried_then_dead_lettered_and_can_be_replay
     relay.drain()
     relay.run_due_timers((due.GROUP,))
     relay.drain()
-    event_id = "wms:s-1:group:ops-slack:1"
+    event_id = "wms:s-1:group:ops-slack:part-1"
     assert [s[:4] for s in relay.scheduled()] == [(event_id, "ops-slack", 2, 0)]
     assert relay.run_due_retries() == 1
     relay.drain()

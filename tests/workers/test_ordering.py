@@ -11,7 +11,7 @@ import time
 import pytest
 
 from relay.domain.samples import sample_session, to_body
-from relay.store import dead_letters, due, keys, ordering
+from relay.store import dead_letters, due, ordering
 from relay.store.inbox import waiting
 from tests.conftest import signed_post
 from tests.peers import Reply
@@ -76,17 +76,7 @@ def received(relay, path: str = ORDERED) -> list[tuple[str, int, int]]:
 
 def run_order_timers(relay, now: float) -> int:
     """Run every ordering timer as its worker would at `now`; return how many ran."""
-    ran = 0
-    for member in relay.redis.zrange(keys.DUE, 0, -1):
-        kind, args = due.parse_timer(member)
-        if kind == due.ORDER:
-            following = worker_ordering.run_timer(relay.rt, *args, now=now)
-            if following is None:
-                due.cancel(relay.redis, member.decode())
-            else:
-                due.schedule(relay.redis, member.decode(), following, replace=True)
-            ran += 1
-    return ran
+    return relay.run_timers_at(due.ORDER, now)
 
 
 def order_timers(relay) -> dict[str, float]:

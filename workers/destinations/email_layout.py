@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from relay.domain.event import Event
 from workers.destinations import email_html as h
 from workers.destinations.digest import digest
-from workers.destinations.session_view import Row, group_view, session_view, shown
+from workers.destinations.session_view import Row, group_view, session_view, show_command, shown
 from workers.destinations.summary import clip, one_line, summarize
 
 LABEL_WIDTH_MAX = 24
@@ -65,7 +65,7 @@ def session_mail(event: Event) -> Mail:
     if v.note:
         text.append(f"({v.note})")
         body.append(h.paragraph(f"({v.note})"))
-    footer = [f"event id: {v.event_id}", f"full timeline: relay sessions show {v.session}"]
+    footer = [f"event id: {v.event_id}", f"full timeline: {show_command(v.session)}"]
     text += ["", *footer]
     html = h.page(v.severity, f"Session {v.outcome}", v.headline, body, [*footer, FOOTER])
     return Mail(_subject(v.severity, v.headline, v.session), _text(text), html)
@@ -79,7 +79,7 @@ def group_mail(event: Event) -> Mail:
     headline = v.headline[:1].upper() + v.headline[1:]
     text = [f"[{v.severity}] {headline}", "", *_labelled(facts), "", *_timeline_text(rows, with_offset=False)]
     body = [h.facts(facts), h.heading("Events"), h.timeline(rows, with_offset=False)]
-    footer = [f"event id: {v.event_id}", f"full timeline: relay sessions show {v.session}"]
+    footer = [f"event id: {v.event_id}", f"full timeline: {show_command(v.session)}"]
     kicker = "Grouped events, follow-up" if v.follow_up else "Grouped events"
     html = h.page(v.severity, kicker, headline, body, [*footer, FOOTER])
     rule = f" (rule {v.rule})" if v.rule else ""

@@ -2,13 +2,14 @@
 
 The relay derives two kinds of event (`Event.derived`): a session's outcome ('session':
 SESSION_COMPLETED, SESSION_FAILED, SESSION_ABANDONED) and one rule's grouped message of a
-session's events ('group:<destination>:<part>', EVENT_GROUP). Like summary.py, every text here is
+session's events ('group:<destination>:part-<n>', EVENT_GROUP). Like summary.py, every text here is
 readable() and not yet escaped: each adapter escapes it for its format. The payloads are the
 relay's own, but built from event data, and are read defensively: a field of an unexpected type
 shows as missing, never as an error that would cost the alert.
 """
 
 import math
+import shlex
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -182,6 +183,12 @@ def group_view(event: Event) -> GroupView:
         session=session,
         event_id=one_line(event.id),
     )
+
+
+def show_command(session: str) -> str:
+    """The command that shows a session in full, safe to paste into a shell: a sessionId is the
+    sender's text, and `$(...)` in one must stay text."""
+    return f"relay sessions show {shlex.quote(session)}"
 
 
 def shown(rows: list[Row], head: int, tail: int, around: int = 2) -> list[Row]:

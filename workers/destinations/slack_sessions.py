@@ -10,7 +10,7 @@ from typing import Any
 
 from relay.domain.event import Event
 from workers.destinations.digest import DigestLine, digest, more_hint
-from workers.destinations.session_view import Row, group_view, session_view, shown
+from workers.destinations.session_view import Row, group_view, session_view, show_command, shown
 from workers.destinations.slack_text import (
     FIELDS_PER_SECTION,
     SECTION_TEXT_MAX,
@@ -55,7 +55,7 @@ def session_message(event: Event) -> dict[str, Any]:
         {"type": "section", "fields": [field(label, value) for label, value in view.facts[:FIELDS_PER_SECTION]]},
         *sections(timeline),
     ]
-    notes = [f"event `{mrkdwn(view.event_id)}`", f"full timeline: `relay sessions show {mrkdwn(view.session)}`"]
+    notes = [f"event `{mrkdwn(view.event_id)}`", f"full timeline: {_command(view.session)}"]
     if view.note:
         notes.append(mrkdwn(view.note))
     blocks.append(context(" · ".join(notes)))
@@ -75,7 +75,7 @@ def group_message(event: Event) -> dict[str, Any]:
         header(mrkdwn(view.headline[:1].upper() + view.headline[1:])),
         section(headline),
         *sections([_row(row, row.clock) for row in rows]),
-        context(f"event `{mrkdwn(view.event_id)}` · full timeline: `relay sessions show {mrkdwn(view.session)}`"),
+        context(f"event `{mrkdwn(view.event_id)}` · full timeline: {_command(view.session)}"),
     ]
     fallback = f"{emoji} [{view.severity}] {mrkdwn(view.headline)}"
     return _message(fallback, view.severity, blocks)
@@ -126,3 +126,9 @@ def _message(fallback: str, severity: str, blocks: list[dict[str, Any]]) -> dict
         "text": cut(fallback, SECTION_TEXT_MAX),
         "attachments": [{"color": SEVERITY_COLOUR[severity], "blocks": blocks}],
     }
+
+
+def _command(session: str) -> str:
+    """show_command() as Slack code, unless a backtick in it would end the code early."""
+    command = mrkdwn(show_command(session))
+    return command if "`" in command else f"`{command}`"

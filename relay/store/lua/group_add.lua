@@ -7,13 +7,17 @@
 -- ARGV[1] sequence   ARGV[2] the event as the message lists it (JSON)   ARGV[3] its severity
 -- ARGV[4] the rule   ARGV[5] now (unix s)   ARGV[6] group_wait (s)   ARGV[7] group_interval (s)
 -- ARGV[8] the timer's member   ARGV[9] most events listed in one message   ARGV[10] TTL (s)
+-- ARGV[11] most fields in the hash: past it an event is only counted, by severity ('over:<S>'),
+-- so that a session sent any number of events keeps a bounded group (and may count one twice)
 -- Returns 1 when added, 0 when the event was in the group already (fanned out twice).
 local pending_field, sent_field = 'q:' .. ARGV[1], 's:' .. ARGV[1]
 if redis.call('HEXISTS', KEYS[1], pending_field) == 1 or redis.call('HEXISTS', KEYS[1], sent_field) == 1 then
   return 0
 end
 local pending = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
-if pending < tonumber(ARGV[9]) then
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[11]) then
+  redis.call('HINCRBY', KEYS[1], 'over:' .. ARGV[3], 1)
+elseif pending < tonumber(ARGV[9]) then
   redis.call('HSET', KEYS[1], pending_field, ARGV[2])
 else
   -- Past the cap only its severity is kept: the message counts it, and its severity counts.

@@ -115,6 +115,20 @@ def test_check_config_shows_where_a_sample_event_goes(env, config_path):
     )
 
 
+def test_check_config_routes_a_derived_session_event_as_the_workers_would(env, config_path):
+    config_path.write_text(ROUTED_CONFIG)
+    result = CliRunner().invoke(main, ["check-config", "--event", "SESSION_FAILED"], env=env)
+    assert result.exit_code == 0, result.output
+    # Only the rule whose event names it (the glob "*") fires: `severity: >=WARN` alone does not.
+    assert result.stdout.splitlines()[1:] == [
+        "sample event SESSION_FAILED (ERROR) from 'wms', payload {}:",
+        "  rule 'failed': does not match",
+        "  rule 'low-snr': does not match",
+        "  rule 'everything': fires -> crm, ops-slack",
+        "delivered to: crm, ops-slack",
+    ]
+
+
 def test_check_config_sample_payload_and_stop(env, config_path):
     config_path.write_text(ROUTED_CONFIG)
     args = ["check-config", "--event", "INTERMEDIATE_RESULTS", "--payload", "snr=2.5", "--payload", "note=hi"]

@@ -175,7 +175,7 @@ def test_delivery_records_that_expired_are_said_to_have(relay):
             "crm grouped: waits for the session's next grouped message",
         ),
         (
-            {"state": "scheduled", "attempt": 2, "last_status": "HTTP 503", "grouped_in": "wms:s:group:crm:3"},
+            {"state": "scheduled", "attempt": 2, "last_status": "HTTP 503", "grouped_in": "wms:s:group:crm:part-3"},
             "crm attempt 2 in grouped message 3 scheduled (last: HTTP 503)",
         ),
         ({"state": "unknown", "attempt": None, "last_status": None}, "crm in an unknown state"),

@@ -201,7 +201,7 @@ def test_the_derived_event_of_a_failed_session():
     }
     event = parse_event("wms", json.dumps(body).encode(), derived=True)
     assert (event.id, event.sequence, event.code) == ("wms:s-1:session", -1, "SESSION_FAILED")
-    assert final_record(session.verdict, event.id, START + 60.25) == {
+    assert final_record(body, event.id, START + 60.25) == {
         "outcome": "failed",
         "reason": "CONSTRAINT_VIOLATION",
         "sequence": 3,

@@ -29,7 +29,7 @@ def timer_at(redis, destination: str = "ops-slack") -> float | None:
 
 
 def flush(redis, group, envelope=None, now: float = NOW + WAIT) -> groups.Flushed:
-    envelope = envelope or {"id": f"wms:s-1:group:ops-slack:{group.part}", "body": "{}"}
+    envelope = envelope or {"id": f"wms:s-1:group:ops-slack:part-{group.part}", "body": "{}"}
     pipe = redis.pipeline(transaction=True)
     groups.flush(pipe, group, envelope, now, TTL)
     (reply,) = pipe.execute()
@@ -59,7 +59,7 @@ def test_each_event_is_added_once_and_the_first_sets_the_timer(redis):
 def test_a_part_is_flushed_once_with_its_envelope(redis):
     add(redis, event(1), event(2))
     group = groups.read(redis, "ops-slack", "wms", "s-1")
-    envelope = {"id": "wms:s-1:group:ops-slack:1", "body": "first"}
+    envelope = {"id": "wms:s-1:group:ops-slack:part-1", "body": "first"}
     assert flush(redis, group, envelope) == groups.Flushed(True, 0, NOW + WAIT)
     assert json.loads(redis.get(keys.event_key(envelope["id"]))) == envelope
     # The same part built again by a second run of the timer (its taker presumed dead): nothing.
@@ -119,3 +119,15 @@ def test_a_large_payload_keeps_its_scalar_values(redis):
         "note": "x" * groups.MAX_VALUE_CHARS,
     }
     assert second["payload"] == {"constraint": "FACE_NOT_CENTERED"}
+
+
+def test_a_group_stays_bounded_however_many_events_a_session_is_sent(redis, monkeypatch):
+    monkeypatch.setattr(groups, "MAX_FIELDS", 20)
+    add(redis, *(event(n, severity="WARN" if n % 2 else "ERROR") for n in range(50)))
+    key = keys.group_key("ops-slack", "wms", "s-1")
+    assert redis.hlen(key) <= 20 + 2  # the fields, and the two severities counted past them
+    group = groups.read(redis, "ops-slack", "wms", "s-1")
+    assert group.pending == 50  # every event counted, listed or not
+    assert sorted(group.omitted).count("WARN") + sorted(group.omitted).count("ERROR") == 50 - len(group.events)
+    assert flush(redis, group).pending == 0
+    assert groups.read(redis, "ops-slack", "wms", "s-1").pending == 0

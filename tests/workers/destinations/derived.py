@@ -3,7 +3,7 @@
 import re
 from typing import Any
 
-from relay.domain.event import Event
+from relay.domain.event import Event, group_suffix
 
 MEASUREMENT = "f0c8ca8d-111d-4dcf-a69d-46ed39a2db06"
 STARTED = 1764499960  # 2025-11-30 10:52:40 UTC
@@ -73,7 +73,7 @@ def group_event(
     """A grouped message of `events` for the destination ops-slack."""
     body = {"rule": "errors", "part": part, "measurementId": MEASUREMENT, "events": events, **payload}
     timestamp = max((e["timestamp"] for e in events), default=STARTED)
-    derived = f"group:ops-slack:{part}"
+    derived = group_suffix("ops-slack", part)
     return Event("wms", session, -1, timestamp, severity, "EVENT_GROUP", body, {}, derived=derived)
 
 

@@ -29,7 +29,7 @@ def test_a_group_lists_the_sessions_matched_events_in_one_slack_message():
         "`#8` `10:53:13` :red_circle: *API_ERROR*  Error code: E1 · Measurement: other-id",
     ]
     assert context["elements"][0]["text"] == (
-        "event `wms:s-1:group:ops-slack:1` · full timeline: `relay sessions show s-1`"
+        "event `wms:s-1:group:ops-slack:part-1` · full timeline: `relay sessions show s-1`"
     )
 
 
@@ -57,7 +57,7 @@ def test_a_group_mail_lists_them_and_threads_with_the_session():
         "  #7  10:53:12  ERROR  CONSTRAINT_VIOLATION    Constraint: FACE_NOT_CENTERED",
         "  #8  10:53:13  ERROR  API_ERROR               Error code: E1 · Measurement: other-id",
         "",
-        "event id: wms:s-1:group:ops-slack:1",
+        "event id: wms:s-1:group:ops-slack:part-1",
         "full timeline: relay sessions show s-1",
     ]
     part_two = email_message(group_event(EVENTS, part=2), SENDER, ["ops@example.com"], [], "ops-email")

