@@ -135,7 +135,7 @@ def test_a_slow_destination_holds_up_only_its_own_queue(tmp_path, redis_server, 
                 seen_when_fast_was_done["slow"] = len(http_peer.to("/slow"))
                 seen_when_fast_was_done["backlog"] = redis.zcard(keys.queue_key("slow"))
 
-    http_peer.script("/slow", *[Reply(delay=2.0)] * len(sent))
+    http_peer.script("/slow", *[Reply(delay=1.0)] * len(sent))
     http_peer.script("/fast", *[Reply(on_receipt=on_fast)] * len(sent))
     env = environment(tmp_path, redis_server.url, SLOW_NEIGHBOUR, http_peer.url)
     post = poster(env)
