@@ -49,7 +49,13 @@ def start(command: str, env: dict, log_path: Path) -> subprocess.Popen:
     )
 
 
-def stop(process: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 15) -> int:
+# Past gunicorn's graceful timeout (30 s): a web worker that was booting when SIGTERM came (a
+# worker replaced at that moment, seen once in CI) is waited for that long before the master
+# exits, cleanly. A normal stop takes well under a second.
+STOP_TIMEOUT = 40.0
+
+
+def stop(process: subprocess.Popen, sig=signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int:
     """Signal the process group and wait for it; fail if it does not end in time."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
