@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from relay.domain.samples import sample_session, to_body
+from relay.domain.samples import COMPLETED_SESSION, sample_session, to_body
 from relay.store import dead_letters, due, ordering
 from relay.store.inbox import waiting
 from tests.conftest import signed_post
@@ -42,16 +42,7 @@ rules:
     match: {}
     to: [crm, audit]
 """
-CODES = (
-    "WMS_LOADED",
-    "CONFIGURATION_LOADED",
-    "CAMERA_PERMISSION_GRANTED",
-    "CAMERA_STARTED",
-    "MEASUREMENT_STARTED",
-    "MEASUREMENT_CREATED",
-    "INTERMEDIATE_RESULTS",
-    "SCAN_COMPLETED",
-)
+CODES = (*COMPLETED_SESSION[:7], "SCAN_COMPLETED")  # a session up to its scan
 
 
 @pytest.fixture

@@ -8,18 +8,11 @@ import pytest
 
 from config.wms_events import CATALOGUE
 from relay.domain.event import parse_event
-from relay.domain.samples import to_body
+from relay.domain.samples import COMPLETED_SESSION, to_body
 from relay.domain.scenarios import SCENARIOS, measurement_id, play, shuffled
 from relay.domain.session import Seen, Session, step
 
-OPENING = [
-    "WMS_LOADED",
-    "CONFIGURATION_LOADED",
-    "CAMERA_PERMISSION_GRANTED",
-    "CAMERA_STARTED",
-    "MEASUREMENT_STARTED",
-    "MEASUREMENT_CREATED",
-]
+OPENING = list(COMPLETED_SESSION[:6])  # WMS_LOADED ... MEASUREMENT_CREATED
 IR = "INTERMEDIATE_RESULTS"
 EXPECTED = {
     "success": (
