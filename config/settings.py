@@ -18,6 +18,8 @@ DEFAULT_CONFIG_PATH = str(Path(__file__).resolve().parent / "relay.yaml")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")  # json: one object a line, for log drains; text: for people
 MIN_ADMIN_TOKEN = 24
+# METRICS_TOKEN's keyword: GET /metrics served without a token (docs/metrics.md).
+METRICS_PUBLIC = "public"
 # REDIS_TLS_VERIFY's keywords; any other value is the path of a CA file.
 TLS_VERIFY_REQUIRED = "required"  # the system's CAs, and the host name
 TLS_VERIFY_NONE = "none"  # no verification: platforms whose Redis has a self-signed certificate
@@ -47,6 +49,9 @@ class Settings:
     worker_absent_after: int = WORKER_ABSENT_AFTER  # events waiting and no worker this long: a problem
     log_format: str = "text"  # LOG_FORMATS
     shutdown_timeout: int = SHUTDOWN_TIMEOUT  # a worker's warm shutdown ends this long after SIGTERM
+    # GET /metrics: its own bearer token; None: the admin token's (off when neither is set)
+    metrics_token: Secret | None = None
+    metrics_public: bool = False  # METRICS_TOKEN=public: served without a token
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, require_redis: bool = True) -> "Settings":
@@ -101,6 +106,14 @@ class Settings:
         if admin_token is not None and len(admin_token) < MIN_ADMIN_TOKEN:
             problems.append(f"RELAY_ADMIN_TOKEN: must be at least {MIN_ADMIN_TOKEN} characters (a random token)")
 
+        metrics_token = get("METRICS_TOKEN")
+        metrics_public = metrics_token is not None and metrics_token.lower() == METRICS_PUBLIC
+        if metrics_token is not None and not metrics_public and len(metrics_token) < MIN_ADMIN_TOKEN:
+            problems.append(
+                f"METRICS_TOKEN: must be {METRICS_PUBLIC!r} (no token) or at least {MIN_ADMIN_TOKEN} characters "
+                "(a random token)"
+            )
+
         smtp_url = get("SMTP_URL")
         if smtp_url is not None:
             try:
@@ -129,6 +142,8 @@ class Settings:
             worker_absent_after=absent_after,
             log_format=log_format,
             shutdown_timeout=shutdown_timeout,
+            metrics_token=Secret(metrics_token) if metrics_token and not metrics_public else None,
+            metrics_public=metrics_public,
         )
 
     def require_redis_url(self) -> Secret:

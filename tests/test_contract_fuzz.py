@@ -164,7 +164,7 @@ def test_the_running_app_keeps_to_its_openapi_document(web, redis):
     config = schemathesis.Config.from_dict({"output": {"sanitization": {"enabled": False}}})
     schema = schemathesis.openapi.from_dict(requests.get(f"{web}/openapi.json", timeout=5).json(), config=config)
     operations = {op.label: op for op in (result.ok() for result in schema.get_all_operations())}
-    assert len(operations) == 11, sorted(operations)
+    assert len(operations) == 12, sorted(operations)
     takes_input = sorted(label for label, op in operations.items() if op.body or list(op.iter_parameters()))
     assert len(takes_input) == 7, takes_input
     signer = Signer()

@@ -14,11 +14,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from redis.exceptions import RedisError
+
 from relay.domain.event import Event, parse_event
 from relay.domain.next_state import NextState
 from relay.domain.outcome import Outcome
 from relay.domain.retry import plan
-from relay.store import deliveries, keys, queues
+from relay.store import deliveries, keys, metrics, queues
 from relay.store.attempts import ATTEMPTS_TTL, attempt_record
 from relay.store.deliveries import Claim
 from workers import ordering, runtime
@@ -101,10 +103,20 @@ def record(rt: Runtime, attempt: Attempt, outcome: Outcome, duration: float, *, 
         else:
             log.exception(what, attempt, outcome.kind, extra=fields)
         return
+    _count(rt, attempt, outcome, duration)
     if ended is not None:
         # An ordered destination's session moves on to its next event now; should this process
         # die first, the session's timer does it (workers/ordering.py).
         ordering.delivery_ended(rt, attempt.destination, attempt.event, delivered=ended == "ok")
+
+
+def _count(rt: Runtime, attempt: Attempt, outcome: Outcome, duration: float) -> None:
+    """GET /metrics's counters of the recorded attempt (relay/store/metrics.py): a failure to count
+    loses a figure, never the attempt's record."""
+    try:
+        metrics.record_attempt(rt.redis, attempt.destination, outcome.kind, duration)
+    except RedisError:  # an outage is said once by workers/outage.py, not per attempt
+        log.debug("%s: not counted in the metrics", attempt, exc_info=True, extra=_fields(attempt))
 
 
 def _send(rt: Runtime, attempt: Attempt) -> tuple[Outcome, float]:

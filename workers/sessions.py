@@ -14,7 +14,7 @@ import time
 
 from relay.domain.event import parse_event
 from relay.domain.session import SESSION_SUFFIX, Session, Verdict, derived_body, final_record, step
-from relay.store import inbox, keys, replies, sessions
+from relay.store import inbox, keys, metrics, replies, sessions
 from relay.store.inbox import envelope_of
 from workers.fanout import fan_out_batch
 from workers.runtime import Runtime
@@ -84,4 +84,5 @@ def emit(rt: Runtime, session: Session, verdict: Verdict, now: float) -> str:
             code,
             extra={"event_id": event_id, "source": session.source, "outcome": record["outcome"]},
         )
+        metrics.record_session(rt.redis, record["outcome"])  # once: only the run that marked it counts
     return event_id

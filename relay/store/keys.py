@@ -59,6 +59,12 @@
                                         left}: each worker process's last heartbeat and until when it
                                         counts as running; kept a day after it was last seen
                                         (relay/store/presence.py)
+- relay:metrics:attempts        hash    "<destination>|<outcome>" -> attempts sent, counted by the
+                                        workers for GET /metrics (relay/store/metrics.py)
+- relay:metrics:send-seconds    hash    "<destination>|<bucket le>" -> attempts whose send took at
+                                        most that long (and more than the bucket below), and
+                                        "<destination>|sum" -> their seconds: the send histogram
+- relay:metrics:sessions        hash    outcome -> sessions whose outcome was emitted
 """
 
 INBOX = "relay:inbox"
@@ -67,6 +73,9 @@ ATTEMPT_LOG = "relay:attempt-log"
 DEAD_LETTERS = "relay:dead-letters"
 DUE = "relay:due"
 SESSIONS = "relay:sessions"
+METRICS_ATTEMPTS = "relay:metrics:attempts"
+METRICS_SEND_SECONDS = "relay:metrics:send-seconds"
+METRICS_SESSIONS = "relay:metrics:sessions"
 WORKERS = "relay:workers"
 DELIVERY_PREFIX = "relay:delivery:"
 EVENT_PREFIX = "relay:event:"

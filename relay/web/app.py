@@ -14,7 +14,7 @@ from config.settings import Settings
 from relay import logs
 from relay.store.connection import connect
 from relay.store.inbox import Inbox
-from relay.web import admin, deadline, errors, health, hooks, openapi
+from relay.web import admin, deadline, errors, health, hooks, metrics, openapi
 
 
 def create_app(
@@ -42,11 +42,13 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = config.ingest.max_body_bytes + 1
     app.extensions["relay.redis"] = redis
     app.extensions["relay.store.inbox"] = Inbox(redis, config.ingest.dedup_window)
+    app.extensions["relay.metrics"] = metrics.IngestMetrics()
     errors.register(app)
     app.register_blueprint(hooks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(metrics.bp)
     return app
 
 
@@ -63,6 +65,9 @@ def create_app_or_exit() -> Flask:
         deadline.read_timeout(os.environ)
     except ValueError as exc:
         problems.append(str(exc))
+    # Before any metric exists, so that every gunicorn worker forked from here counts in files
+    # that a scrape of any one of them sums (relay/web/metrics.py).
+    metrics.use_multiprocess_dir()
     try:
         app = create_app()
     except ConfigError as exc:

@@ -2,13 +2,17 @@
 
 import logging
 import time
+from time import perf_counter
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from redis.exceptions import RedisError
+from werkzeug.exceptions import RequestEntityTooLarge
 
+from config.model import RelayConfig
 from relay.domain import signature
 from relay.domain.event import InvalidEvent, parse_event
 from relay.web.errors import ApiError, too_large
+from relay.web.metrics import UNKNOWN_SOURCE
 
 log = logging.getLogger(__name__)
 bp = Blueprint("hooks", __name__)
@@ -17,10 +21,37 @@ bp = Blueprint("hooks", __name__)
 RETRY_AFTER_SECONDS = "5"
 
 
+# GET /metrics's `result` of each error code (relay_ingest_requests_total).
+RESULTS = {
+    "unauthorized": "unauthorized",
+    "payload_too_large": "too_large",
+    "unavailable": "unavailable",
+    "unknown_source": "unknown_source",
+}
+
+
 @bp.post("/hooks/<source>")
 def receive(source: str) -> tuple[Response, int]:
     """Accept one WMS event: 202 when queued, 200 for a duplicate, 4xx/503 with a JSON reason."""
+    started = perf_counter()
     config = current_app.config["RELAY"]
+    result = "error"  # a bug: the 500
+    try:
+        answer = _receive(config, source)
+        result = "accepted" if answer[1] == 202 else "duplicate"
+        return answer
+    except ApiError as exc:
+        result = RESULTS.get(exc.error, "invalid")
+        raise
+    except RequestEntityTooLarge:
+        result = "too_large"
+        raise
+    finally:
+        label = source if source in config.sources else UNKNOWN_SOURCE
+        current_app.extensions["relay.metrics"].observe(label, result, perf_counter() - started)
+
+
+def _receive(config: RelayConfig, source: str) -> tuple[Response, int]:
     source_config = config.sources.get(source)
     if source_config is None:
         raise ApiError(404, "unknown_source", f"no source named {source!r} is configured")

@@ -45,6 +45,7 @@ from gunicorn.http.wsgi import Response, default_environ  # type: ignore[import-
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker  # type: ignore[import-untyped]
 
 from relay import logs
+from relay.web import metrics
 from relay.web.deadline import DeadlineUnreader, WSGIApp, guard_input, read_timeout
 from relay.web.framing import RequestScanner, Verdict
 from relay.web.server_errors import INTERNAL_ERROR, RequestTimedOut, describe, json_error
@@ -136,6 +137,13 @@ class IngestWorker(ThreadWorker):
             "limit_request_field_size": field_size,
         }
         self.body_limit = 1024 * 1024  # until the app says its own (load_wsgi)
+
+    def run(self) -> None:
+        """gthread's; then this worker's live metrics go (relay.web.metrics)."""
+        try:
+            super().run()
+        finally:
+            metrics.process_exited(os.getpid())
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
