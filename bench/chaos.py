@@ -40,8 +40,7 @@ from bench.rig import Receiver, RestartableRedis, Workers, cpu_seconds, stop_all
 from bench.sender import Answer, Sender
 from bench.workload import SECRET, SOURCE, session_bodies
 from devtools.local_redis import free_port
-from relay.store import keys
-from relay.store.attempts import attempt_log
+from relay.store import event_log, keys
 
 Event = tuple[str, dict, str, bytes]  # id, the event, its MAC, its body (bench.workload.session_bodies)
 
@@ -247,7 +246,7 @@ def run(workdir: Path, plan: Plan) -> dict:
             "sender and harness": round(time.process_time(), 1),
         }
         left = not _nothing_left(client)
-        attempts = attempt_log(client)
+        attempts = event_log.every_attempt(client)
         dead = Counter(
             str(m, "utf-8").split(":", 1)[0] for m in cast(list[bytes], client.zrange(keys.DEAD_LETTERS, 0, -1))
         )

@@ -14,7 +14,7 @@ from redis import Redis
 
 # The variable part of a key (an event id, a job id) is dropped to name its kind.
 _KINDS = [
-    (re.compile(r"^relay:(dedup|event|delivery|attempts|dead-letter|session):"), None),
+    (re.compile(r"^relay:(dedup|event|event-log|delivery|attempts|dead-letter|session|stats):"), None),
     (re.compile(r"^rq:job:"), "rq:job:*"),
     (re.compile(r"^rq:(results|execution|executions):"), "rq:results/executions:*"),
     (re.compile(r"^rq:worker"), "rq:workers"),

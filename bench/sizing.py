@@ -13,7 +13,7 @@ that a run ends; their number is not, so a dead letter has the attempt records t
 What remains is measured with Redis's own MEMORY USAGE, structure by structure, and checked
 against INFO's used_memory: the difference (the key tables' buckets, the entry of a key's TTL) is
 added per key. Steady state is then each structure's daily inflow times how long it is kept, read
-off the relay's own config model; the attempt log is capped by its number of entries instead.
+off the relay's own config model.
 """
 
 import hashlib
@@ -40,7 +40,6 @@ from devtools.local_redis import free_port
 from relay.domain.event import parse_event
 from relay.domain.samples import COMPLETED_SESSION, FAILED_SESSION, sample_event, to_body
 from relay.store import keys
-from relay.store.attempts import ATTEMPT_LOG_MAXLEN, ATTEMPTS_TTL
 from relay.store.inbox import Inbox
 
 DAY = 86400.0
@@ -224,7 +223,7 @@ def measure(
                 time.sleep(0.1)
             time.sleep(0.5)  # the last envelopes forgotten, Redis's key tables rehashed
             snapshots.append(_snapshot(redis))
-        attempt_log, dead_letters = redis.xlen(keys.ATTEMPT_LOG), redis.zcard(keys.DEAD_LETTERS)
+        dead_letters = redis.zcard(keys.DEAD_LETTERS)
     finally:
         pool.stop()
         receivers.stop()
@@ -239,7 +238,6 @@ def measure(
         "workers": workers,
         "seconds": round(time.monotonic() - started, 1),
         **dict(zip(("before", "warm", "after"), snapshots, strict=True)),
-        "attempt_log_entries": attempt_log,
         "dead_letters": dead_letters,
     }
 
@@ -263,10 +261,9 @@ class Structure:
 STRUCTURES = (
     ("dedup marks", ("relay:dedup:*",), "dedup_window"),
     ("delivery states", ("relay:delivery:*", "relay:event:*"), "state_ttl"),
-    ("attempt lists", ("relay:attempts:*",), "attempts_ttl"),
     ("dead letters", ("relay:dead-letter:*", keys.DEAD_LETTERS), "dead_letters"),
-    ("attempt log", (keys.ATTEMPT_LOG,), "attempt_log_cap"),
     ("session records", ("relay:session:*", keys.SESSIONS), "sessions"),
+    ("event log", ("relay:event-log:*", keys.EVENT_LOG), "event_log"),
 )
 
 
@@ -288,7 +285,7 @@ def footprint(m: dict) -> tuple[list[Structure], dict[str, float]]:
     buffers (the workers' and this bench's), and Redis itself (an empty server's allocations, the
     scripts, what it allocates on first use). All of it adds up to used_memory at the end."""
     overhead, found = per_key_overhead(m), dict(m["after"]["census"])
-    items = {"relay:dead-letter:*": m["dead_letters"], keys.ATTEMPT_LOG: m["attempt_log_entries"]}
+    items = {"relay:dead-letter:*": m["dead_letters"]}
     structures = []
     for name, kinds, kept in STRUCTURES:
         parts = [found.pop(kind, (0, 0)) for kind in kinds]
@@ -309,13 +306,12 @@ class Retention:
     name: str
     dedup_window: float  # ingest.dedup_window
     state_ttl: float  # the longest retry horizon + 1 day
-    attempts_ttl: float  # max(14 days, dead_letters.retention): workers/delivery.py
     dead_letters: float  # dead_letters.retention, after up to a retry horizon of retries
-    attempt_log_cap: int  # relay/store/attempts.py ATTEMPT_LOG_MAXLEN
     sessions: float  # sessions.retention
+    event_log: float  # event_log.retention
 
 
-def retention(name: str, settings: dict, attempt_log_cap: int = ATTEMPT_LOG_MAXLEN) -> Retention:
+def retention(name: str, settings: dict) -> Retention:
     """What `settings` (config file keys) keep, read off the relay's own config model."""
     config = RelayConfig.model_validate({"sources": {SOURCE: {"mac_secrets": [SECRET]}}, **settings})
     horizon = max([d.retry.horizon for d in config.destinations.values()] or [RetryPolicy().horizon])
@@ -324,31 +320,30 @@ def retention(name: str, settings: dict, attempt_log_cap: int = ATTEMPT_LOG_MAXL
         name,
         config.ingest.dedup_window,
         config.state_ttl,
-        max(kept, ATTEMPTS_TTL),
         kept + horizon,
-        attempt_log_cap,
         config.sessions.retention,
+        config.event_log.retention,
     )
 
 
-SHRUNK = {"ingest": {"dedup_window": "1d"}, "dead_letters": {"retention": "3d"}, "sessions": {"retention": "1d"}}
+SHRUNK = {
+    "ingest": {"dedup_window": "1d"},
+    "dead_letters": {"retention": "3d"},
+    "sessions": {"retention": "1d"},
+    "event_log": {"retention": "1d"},
+}
 SCENARIOS = (
     retention("defaults", {}),
-    retention("dedup 1d, dead letters 3d, sessions 1d", SHRUNK),
+    retention("dedup 1d, dead letters 3d, sessions 1d, event log 1d", SHRUNK),
 )
 
 
 def steady_state(
     structures: list[Structure], fixed: dict[str, float], kept: Retention, sessions_per_day: float
 ) -> dict[str, float]:
-    """Bytes each structure holds once traffic has run longer than its retention (the attempt
-    log: once it reached its cap), and the bytes that do not grow with traffic."""
-    out = {}
-    for s in structures:
-        if s.kept == "attempt_log_cap":
-            out[s.name] = kept.attempt_log_cap * s.bytes_per_item if s.items_per_session else 0.0
-        else:
-            out[s.name] = sessions_per_day * s.bytes_per_session * getattr(kept, s.kept) / DAY
+    """Bytes each structure holds once traffic has run longer than its retention, and the bytes
+    that do not grow with traffic."""
+    out = {s.name: sessions_per_day * s.bytes_per_session * getattr(kept, s.kept) / DAY for s in structures}
     return {**out, **fixed}
 
 
@@ -386,10 +381,9 @@ def tables(structures: list[Structure], fixed: dict[str, float]) -> dict:
 KEPT = {
     "dedup_window": "ingest.dedup_window",
     "state_ttl": "state TTL: longest retry horizon + 1 d",
-    "attempts_ttl": "max(14 d, dead_letters.retention)",
     "dead_letters": "dead_letters.retention + retry horizon",
-    "attempt_log_cap": "its newest entries",
     "sessions": "sessions.retention",
+    "event_log": "event_log.retention",
 }
 
 

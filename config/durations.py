@@ -23,3 +23,11 @@ def parse_duration(value: object) -> float:
     if seconds <= 0:
         raise ValueError(f"must be a positive duration, got {value!r}")
     return seconds
+
+
+def span(seconds: float) -> str:
+    """A duration as config files write it: '7d', '2h', '90s' (what parse_duration reads)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

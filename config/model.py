@@ -68,6 +68,13 @@ class Sessions(Strict):
         return self
 
 
+class EventLog(Strict):
+    """The event log: every event with its rules fired, body and attempts (relay/store/event_log.py)."""
+
+    # Each event's record and index entry are kept this long after it was fanned out.
+    retention: Duration = Field(default=7 * 86400.0, ge=3600)
+
+
 class RelayConfig(Strict):
     """The whole config file."""
 
@@ -78,6 +85,7 @@ class RelayConfig(Strict):
     dead_letters: DeadLetters = DeadLetters()
     operations: Operations = Operations()
     sessions: Sessions = Sessions()
+    event_log: EventLog = EventLog()
 
     @property
     def state_ttl(self) -> int:

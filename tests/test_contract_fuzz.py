@@ -33,7 +33,7 @@ from relay.domain.outcome import Outcome
 from relay.domain.samples import sample_event, to_body
 from relay.domain.scenarios import play
 from relay.domain.signature import HEADER, compute
-from relay.store import attempts, dead_letters, keys, sessions
+from relay.store import attempts, dead_letters, event_log, keys, sessions, stats
 from relay.web import openapi
 from relay.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, CONFIG_ENV, SECRET
@@ -131,10 +131,11 @@ def seed_dead_letters(redis: Redis) -> list[tuple[str, str]]:
         envelope = {"v": 1, "id": event_id, "source": "wms", "received_at": time.time(), "body": body.decode()}
         outcome = Outcome("permanent", "HTTP 400", "bad request")
         pipe = redis.pipeline()
-        for number in (1, 2):
-            record = attempts.attempt_record(event_id, destination, number, outcome, None if number == 2 else 5, 0.02)
-            attempts.record_attempt(pipe, record)
-        dead_letters.add(pipe, envelope, destination, outcome, 2)
+        history = [
+            attempts.attempt_record(event_id, destination, number, outcome, None if number == 2 else 5, 0.02)
+            for number in (1, 2)
+        ]
+        dead_letters.add(pipe, envelope, destination, outcome, 2, history)
         if delivered:
             pipe.hset(keys.delivery_key(event_id), destination, "ok")
         pipe.execute()
@@ -144,13 +145,26 @@ def seed_dead_letters(redis: Redis) -> list[tuple[str, str]]:
 
 def seed_session(redis: Redis) -> str:
     """A failed session as the workers track it, with a gap: each event delivered to crm but the
-    CONSTRAINT_VIOLATION, whose second attempt is scheduled. Returns its sessionId."""
+    CONSTRAINT_VIOLATION, whose second attempt is scheduled; each in the event log with its
+    attempts. Returns its sessionId."""
     events = [e for e in play("constraint-violation", "fuzz-s", int(time.time()) - 60) if e["sequence"] != 3]
     pipe = redis.pipeline()
     for event in events:
         parsed = parse_event("wms", to_body(event))
         sessions.track(pipe, parsed, time.time(), 30, 86400)
-        pipe.hset(keys.delivery_key(parsed.id), "crm", "2.0" if parsed.code == "CONSTRAINT_VIOLATION" else "ok")
+        failed = parsed.code == "CONSTRAINT_VIOLATION"
+        pipe.hset(keys.delivery_key(parsed.id), "crm", "2.0" if failed else "ok")
+        envelope = {
+            "v": 1,
+            "id": parsed.id,
+            "source": "wms",
+            "received_at": time.time(),
+            "body": to_body(event).decode(),
+        }
+        event_log.log_event(pipe, parsed, envelope, ("everything-downstream",), ("crm",), (), 86400)
+        outcome = Outcome("transient", "HTTP 503", "unavailable") if failed else Outcome("ok", "HTTP 200", "ok")
+        event_log.add_attempt(pipe, attempts.attempt_record(parsed.id, "crm", 1, outcome, 5 if failed else None, 0.02))
+        stats.count_attempt(pipe, "crm", not failed, 0.02)
     pipe.execute()
     return "fuzz-s"
 
@@ -164,9 +178,9 @@ def test_the_running_app_keeps_to_its_openapi_document(web, redis):
     config = schemathesis.Config.from_dict({"output": {"sanitization": {"enabled": False}}})
     schema = schemathesis.openapi.from_dict(requests.get(f"{web}/openapi.json", timeout=5).json(), config=config)
     operations = {op.label: op for op in (result.ok() for result in schema.get_all_operations())}
-    assert len(operations) == 12, sorted(operations)
+    assert len(operations) == 15, sorted(operations)
     takes_input = sorted(label for label, op in operations.items() if op.body or list(op.iter_parameters()))
-    assert len(takes_input) == 7, takes_input
+    assert len(takes_input) == 10, takes_input
     signer = Signer()
     session = requests.Session()
     session.auth = signer
@@ -198,6 +212,17 @@ def test_the_running_app_keeps_to_its_openapi_document(web, redis):
     assert shown is not None and shown.status_code == 200 and shown.json()["gaps"] == [[3, 3]]
     sessions_listed = run.call(operations["GET /admin/sessions"].Case(headers=admin), web, session)
     assert sessions_listed is not None and sessions_listed.json()["count"] == 1
+    # And its events in the event log, one with a failed attempt.
+    events_listed = run.call(operations["GET /admin/events"].Case(headers=admin), web, session)
+    assert events_listed is not None and events_listed.json()["count"] == 10
+    event = run.call(
+        operations["GET /admin/events/{event_id}"].Case(path_parameters={"event_id": "wms:fuzz-s:8"}, headers=admin),
+        web,
+        session,
+    )
+    assert event is not None and event.json()["outcome"] == "retrying"
+    figures = run.call(operations["GET /admin/stats"].Case(headers=admin), web, session)
+    assert figures is not None and figures.json()["hour"]["destinations"]["crm"]["attempts"] == 10
 
     for label, operation in sorted(operations.items()):
         # Nothing can be wrong in a request to an operation that takes no input.

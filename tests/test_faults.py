@@ -11,7 +11,7 @@ from devtools.local_redis import LocalRedis, free_port
 from devtools.procfile import procfile_command
 from relay.domain.samples import sample_event, sample_session
 from relay.store import keys
-from relay.store.attempts import attempt_log
+from relay.store.event_log import every_attempt
 from tests.peers import Reply
 from tests.test_processes import process_env, signed, start, stop, wait_for
 
@@ -74,10 +74,10 @@ def test_503_twice_then_200_is_delivered_once(tmp_path, fault_env, http_peer, re
         stop(worker)
     sent = http_peer.to("/in")
     assert len(sent) == 3 and len({r.body for r in sent}) == 1
-    assert [(a["attempt"], a["outcome"]) for a in attempt_log(redis)] == [
-        ("1", "transient"),
-        ("2", "transient"),
-        ("3", "ok"),
+    assert [(a["attempt"], a["outcome"]) for a in every_attempt(redis)] == [
+        (1, "transient"),
+        (2, "transient"),
+        (3, "ok"),
     ]
     assert sent[2].at - sent[0].at >= 2.0  # two 1 s delays, each counted from the failure's record
 

@@ -19,7 +19,7 @@ from devtools.local_redis import LocalRedis
 from devtools.procfile import procfile_command
 from relay.domain.samples import new_session_id, sample_event
 from relay.store import due, keys, queues
-from relay.store.attempts import attempt_log
+from relay.store.event_log import every_attempt
 from relay.web.app import create_app
 from tests.peers import Reply
 from tests.test_processes import process_env, signed, start, stop, wait_for
@@ -105,7 +105,7 @@ def settled(redis: Redis, destination: str, ids: list[str]) -> bool:
 
 def log_of(redis: Redis, destination: str) -> list[tuple[str, str]]:
     """(attempt, outcome) of every attempt the log recorded for `destination`."""
-    return [(a["attempt"], a["outcome"]) for a in attempt_log(redis) if a["destination"] == destination]
+    return [(a["attempt"], a["outcome"]) for a in every_attempt(redis) if a["destination"] == destination]
 
 
 def scheduler_locks(redis: Redis) -> list[bytes]:
@@ -201,7 +201,7 @@ def test_a_rate_limit_is_kept_across_worker_processes(tmp_path, redis_server, re
     received = http_peer.to("/slack")
     assert [r.status for r in received] == [200] * len(sent)  # none came too soon and was refused
     assert len({r.body for r in received}) == len(sent)
-    assert log_of(redis, "slack") == [("1", "ok")] * len(sent)
+    assert log_of(redis, "slack") == [(1, "ok")] * len(sent)
     # Both processes sent: the spacing held between them, not only within one.
     senders = [(tmp_path / f"worker-{n}.log").read_text().count("-> slack attempt 1: ok") for n in range(2)]
     assert sum(senders) == len(sent) and all(senders), senders
@@ -270,8 +270,8 @@ def test_killing_every_worker_mid_send_stalls_nothing(tmp_path, redis_server, re
     for request, due_at in ((to_in[1], due_2), (to_in[2], due_3), (to_lost[1], lease_end)):
         assert due_at - EARLY <= wall(request) <= due_at + 5, (wall(request), due_at)
     assert len(to_lost) == 2 and to_lost[0].body == to_lost[1].body  # the one duplicate a kill allows
-    assert log_of(redis, "in") == [("1", "transient"), ("2", "transient"), ("3", "ok")]
-    assert log_of(redis, "lost") == [("1", "ok")]  # the killed send recorded nothing
+    assert log_of(redis, "in") == [(1, "transient"), (2, "transient"), (3, "ok")]
+    assert log_of(redis, "lost") == [(1, "ok")]  # the killed send recorded nothing
     assert "was lost in flight (its worker stopped?); trying it again" in (tmp_path / "second.log").read_text()
 
 
@@ -350,7 +350,7 @@ def test_retries_due_survive_a_redis_restart_from_its_aof(tmp_path, http_peer):
     for body in bodies:
         statuses = [r.status for r in received if r.body == body]
         assert statuses[0] == 503 and statuses[-1] == 200, statuses
-    assert outcomes.count(("2", "ok")) == len(sent)
+    assert outcomes.count((2, "ok")) == len(sent)
 
 
 # The peer answers its first 300 requests 503, whichever they are: every first attempt must come
@@ -378,7 +378,7 @@ def test_two_workers_racing_for_the_same_due_retries_send_each_once(tmp_path, re
         assert statuses == [503, 200], (body, statuses)
     retries = [(tmp_path / f"worker-{n}.log").read_text().count("-> in attempt 2: ok") for n in range(2)]
     assert sum(retries) == len(sent) and all(retries), retries  # both workers took some of them
-    assert Counter(log_of(redis, "in")) == {("1", "transient"): len(sent), ("2", "ok"): len(sent)}
+    assert Counter(log_of(redis, "in")) == {(1, "transient"): len(sent), (2, "ok"): len(sent)}
 
 
 def _statuses(received) -> dict[bytes, list[int]]:

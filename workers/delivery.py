@@ -21,7 +21,7 @@ from relay.domain.next_state import NextState
 from relay.domain.outcome import Outcome
 from relay.domain.retry import plan
 from relay.store import deliveries, keys, metrics, queues
-from relay.store.attempts import ATTEMPTS_TTL, attempt_record
+from relay.store.attempts import attempt_record
 from relay.store.deliveries import Claim
 from workers import ordering, runtime
 from workers.health import after_attempt, resume_if_auto
@@ -133,17 +133,11 @@ def _send(rt: Runtime, attempt: Attempt) -> tuple[Outcome, float]:
     return outcome, time.monotonic() - started
 
 
-def attempts_ttl(rt: Runtime) -> int:
-    """How long an event's attempt list is kept."""
-    # At least as long as a dead letter of the event may be kept: `show` lists its attempts.
-    return int(max(rt.config.dead_letters.retention, ATTEMPTS_TTL))
-
-
 def _record_success(rt: Runtime, attempt: Attempt, outcome: Outcome, duration: float) -> str | None:
     """A success: recorded and its delivery closed in one round trip; "ok" if this attempt
     ended the delivery."""
     record = attempt_record(attempt.event.id, attempt.destination, attempt.number, outcome, None, duration)
-    owned, paused_by = attempt.claim.delivered(rt.redis, record, attempts_ttl(rt))
+    owned, paused_by = attempt.claim.delivered(rt.redis, record)
     _log(attempt, outcome, duration, NextState(owned=owned, final="ok"))
     if not owned:
         return None
@@ -165,7 +159,6 @@ def _record_other(rt: Runtime, attempt: Attempt, outcome: Outcome, duration: flo
         step,
         duration,
         probe_entry=attempt.probe_entry,
-        attempts_ttl=attempts_ttl(rt),
         state_ttl=rt.config.state_ttl,
         counts=health,
     )

@@ -23,7 +23,7 @@ from config.rules import Rule
 from relay.domain.event import Event
 from relay.domain.outcome import Outcome
 from relay.domain.routing import route
-from relay.store import dead_letters, deliveries, keys, queues, sessions
+from relay.store import dead_letters, deliveries, event_log, keys, queues, sessions
 from workers import grouping, ordering, runtime
 from workers.delivery import read_envelope
 from workers.runtime import Runtime
@@ -43,6 +43,7 @@ class _Routed:
     destinations: tuple[str, ...]  # each delivery queued at once
     ordered: tuple[str, ...] = ()  # held until the session's earlier events are done (workers/ordering.py)
     grouped: tuple[tuple[str, Rule], ...] = ()  # into the session's grouped message (workers/grouping.py)
+    rules: tuple[str, ...] = ()  # the rules that fired, for the event log
 
     @property
     def size(self) -> int:
@@ -63,6 +64,7 @@ def fan_out_batch(rt: Runtime, entries: list[tuple[bytes | None, dict | None]]) 
     routed: list[_Routed] = []
     unroutable: list[_Unroutable] = []
     tracked: list[tuple[bytes | None, Event, float]] = []
+    unrouted_logs: list[tuple[bytes | None, Event, dict]] = []  # matched no rule: logged on their own
     for entry_id, envelope in entries:
         if envelope is not None:
             item = _route(rt, entry_id, envelope, tracked)
@@ -70,6 +72,8 @@ def fan_out_batch(rt: Runtime, entries: list[tuple[bytes | None, dict | None]]) 
                 routed.append(item)
             elif isinstance(item, _Unroutable):
                 unroutable.append(item)
+            elif isinstance(item, _NoRule):
+                unrouted_logs.append((entry_id, item.event, envelope))
     failed: list[bytes | None] = []
     # A routed event is tracked in the transaction that queues its deliveries (so an ordered
     # destination never finds an event tracked but not yet held); the others on their own.
@@ -77,6 +81,8 @@ def fan_out_batch(rt: Runtime, entries: list[tuple[bytes | None, dict | None]]) 
     unrouted = [t for t in tracked if t[1].id not in routed_ids]
     if unrouted:
         _track(rt, unrouted, failed)
+    if unrouted_logs:
+        _log_unrouted(rt, unrouted_logs, failed)
     queued = 0
     for chunk in _chunks(routed, FANOUT_CHUNK):
         queued += _enqueue(rt, chunk, failed)
@@ -106,11 +112,18 @@ class _Unroutable:
     reason: str
 
 
+@dataclass(frozen=True)
+class _NoRule:
+    """An event that matches no rule: delivered nowhere, but logged."""
+
+    event: Event
+
+
 def _route(
     rt: Runtime, entry_id: bytes | None, envelope: dict, tracked: list[tuple[bytes | None, Event, float]]
-) -> _Routed | _Unroutable | None:
-    """The event's first attempts; _Unroutable for one that cannot be routed; None (logged at
-    INFO) for one that matches no rule, or (at ERROR) for an entry that is not an event at all.
+) -> _Routed | _Unroutable | _NoRule | None:
+    """The event's first attempts; _Unroutable for one that cannot be routed; _NoRule (logged at
+    INFO) for one that matches no rule; None (at ERROR) for an entry that is not an event at all.
     A WMS event read is added to `tracked`, routed or not: its session counts every event."""
     where = f"inbox entry {entry_id.decode()}" if entry_id else "a queued event"
     try:
@@ -143,7 +156,7 @@ def _route(
             event.severity,
             extra={"event_id": event.id, "source": event.source, "outcome": "no_rule"},
         )
-        return None
+        return _NoRule(event)
     rules = {rule.name: rule for rule in rt.config.rules}
     grouped = dict(result.grouped)
     ordered = tuple(d for d in result.destinations if d not in grouped and _is_ordered(rt, d) and not event.derived)
@@ -154,6 +167,7 @@ def _route(
         tuple(d for d in result.destinations if d not in grouped and d not in ordered),
         ordered,
         tuple((d, rules[name]) for d, name in grouped.items()),
+        result.rules,
     )
 
 
@@ -175,6 +189,27 @@ def _track(rt: Runtime, tracked: list[tuple[bytes | None, Event, float]], failed
             failed.append(entry_id)
 
 
+def _log_unrouted(rt: Runtime, items: list[tuple[bytes | None, Event, dict]], failed: list[bytes | None]) -> None:
+    """Log events that matched no rule in the event log, in one round trip; entries whose write
+    failed go to `failed`, to be read again (logging twice writes nothing twice)."""
+    pipe = rt.redis.pipeline(transaction=False)
+    for _, event, envelope in items:
+        event_log.log_event(pipe, event, envelope, (), (), (), rt.config.event_log.retention)
+    for (entry_id, event, _), reply in zip(items, pipe.execute(raise_on_error=False), strict=True):
+        if isinstance(reply, Exception):
+            _logging_failed(event, reply)
+            failed.append(entry_id)
+
+
+def _logging_failed(event: Event, error: Exception) -> None:
+    log.error(
+        "%s: logging it in the event log failed: %s",
+        event.id,
+        error,
+        extra={"event_id": event.id, "source": event.source},
+    )
+
+
 def _tracking_failed(event: Event, error: Exception) -> None:
     log.error(
         "%s: tracking its session failed: %s", event.id, error, extra={"event_id": event.id, "source": event.source}
@@ -185,7 +220,9 @@ def _dead_letter(rt: Runtime, items: list[_Unroutable], failed: list[bytes | Non
     """Store the dead letters of events that could not be routed; entries whose write failed go to `failed`."""
     for item in items:  # rare: a transaction each, so that one failure keeps only its own entry pending
         pipe = rt.redis.pipeline(transaction=True)
-        dead_letters.add(pipe, item.envelope, dead_letters.ROUTING, Outcome("permanent", "unroutable", item.reason), 0)
+        dead_letters.add(
+            pipe, item.envelope, dead_letters.ROUTING, Outcome("permanent", "unroutable", item.reason), 0, []
+        )
         try:
             pipe.execute()
         except RedisError as exc:
@@ -220,6 +257,16 @@ def _enqueue(rt: Runtime, chunk: list[_Routed], failed: list[bytes | None]) -> i
     for item in chunk:
         if not item.event.derived:
             sessions.track(pipe, item.event, item.envelope["received_at"], config.settle, config.retention)
+        # Before any attempt can be recorded: each appends a line to the record written here.
+        event_log.log_event(
+            pipe,
+            item.event,
+            item.envelope,
+            item.rules,
+            (*item.destinations, *item.ordered),
+            tuple(d for d, _ in item.grouped),
+            rt.config.event_log.retention,
+        )
         if item.destinations or item.ordered:  # a grouped message keeps what it needs of the event
             deliveries.keep_envelope(pipe, item.envelope, rt.config.state_ttl)
         for destination in item.destinations:
@@ -231,12 +278,15 @@ def _enqueue(rt: Runtime, chunk: list[_Routed], failed: list[bytes | None]) -> i
     replies = iter(pipe.execute(raise_on_error=False))
     queued = 0
     for item in chunk:
-        # Per event: its tracking, the envelope's write, then one answer per destination, in the
-        # order queued: 1 queued (or held), 0 queued before; a grouped entry's answer only tells
-        # of an error.
+        # Per event: its tracking, its event log entry, the envelope's write, then one answer per
+        # destination, in the order queued: 1 queued (or held), 0 queued before; a grouped entry's
+        # answer only tells of an error.
         tracking = next(replies) if not item.event.derived else None
         if isinstance(tracking, Exception):
             _tracking_failed(item.event, tracking)
+        logged = next(replies)
+        if isinstance(logged, Exception):
+            _logging_failed(item.event, logged)
         kept = next(replies) if item.destinations or item.ordered else None
         targets = [*item.destinations, *item.ordered, *(d for d, _ in item.grouped)]
         answers = [next(replies) for _ in targets]
@@ -249,7 +299,7 @@ def _enqueue(rt: Runtime, chunk: list[_Routed], failed: list[bytes | None]) -> i
                     answer,
                     extra={"event_id": item.envelope["id"], "destination": destination},
                 )
-        if any(isinstance(answer, Exception) for answer in (tracking, kept, *answers)):
+        if any(isinstance(answer, Exception) for answer in (tracking, logged, kept, *answers)):
             failed.append(item.entry_id)
         elif (item.destinations or item.ordered) and not any(answers[: len(item.destinations) + len(item.ordered)]):
             # Fanned out before (read again, or taken over from a reader that seemed dead): the

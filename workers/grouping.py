@@ -21,7 +21,7 @@ from redis.client import Pipeline
 from config.rules import Rule
 from config.wms_events import EVENT_GROUP, SEVERITIES
 from relay.domain.event import Event, group_suffix, parse_event
-from relay.store import groups, queues
+from relay.store import event_log, groups, queues
 from relay.store.groups import Group
 from relay.store.inbox import envelope_of
 from workers.runtime import Runtime
@@ -50,7 +50,9 @@ def run_timer(rt: Runtime, destination: str, source: str, session_id: str, *, no
     pipe = rt.redis.pipeline(transaction=True)
     groups.flush(pipe, group, envelope, now, rt.config.state_ttl)
     queues.enqueue_first(pipe, event.id, destination, rt.config.state_ttl)
-    reply, queued = pipe.execute()
+    # Logged like any event, so that its attempts are (once per id: a second run logs nothing).
+    event_log.log_event(pipe, event, envelope, (group.rule,), (destination,), (), rt.config.event_log.retention, now)
+    reply, queued, _ = pipe.execute()
     flushed = groups.flushed(reply)
     if flushed.now:
         log.info(

@@ -29,7 +29,7 @@ from relay.domain.outcome import Outcome
 from relay.store import deliveries, queues
 from relay.store.deliveries import Claim
 from relay.store.queues import Take, Taken
-from workers.delivery import Attempt, attempts_ttl, read_envelope, record, send_and_record
+from workers.delivery import Attempt, read_envelope, record, send_and_record
 from workers.outage import waits_out
 from workers.runtime import Runtime
 
@@ -156,7 +156,6 @@ class Lane:
             None,
             0.0,
             probe_entry=None,
-            attempts_ttl=attempts_ttl(self.rt),
             state_ttl=self.rt.config.state_ttl,
         )
 

@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 
 def carry_over(rt: Runtime) -> int:
-    """Move earlier versions' scheduled jobs and leases; return how many items were moved."""
+    """Move earlier versions' scheduled jobs and leases, and drop their attempt log (up to ~9 MB
+    that nothing reads now); return how many items were moved."""
+    rt.redis.delete(keys.LEGACY_ATTEMPT_LOG)
     return _scheduled_jobs(rt) + _leases(rt)
 
 

@@ -9,7 +9,7 @@ from redis import Redis
 
 from config.model import RelayConfig
 from config.settings import Settings
-from relay.store import attempts, destination_state, queues
+from relay.store import destination_state, queues, stats
 from relay.store.connection import connect
 
 
@@ -31,11 +31,13 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
     def list_() -> None:
         """One line per destination: active or paused (why, since when), failures, and its backlog:
         waiting (due now, and how long the oldest has waited), scheduled (retries, rate-capped
-        replays), in flight, parked (waiting for a pause to end), and the last minute's attempts."""
+        replays), in flight, parked (waiting for a pause to end), and the attempts since the start of the
+        minute before (UTC)."""
         redis, config = redis_and_config()
         # Deliveries may still wait for a destination that was since removed from the config.
         names = list(config.destinations) + sorted(queues.names_in_use(redis) - set(config.destinations))
-        recent = attempts.recent(redis)
+        recent = stats.read(redis, stats.MINUTE)
+        counted_from = datetime.fromtimestamp(recent.since, UTC).strftime("%H:%M")
         for name in names:
             destination = config.destinations.get(name)
             kind = destination.type if destination else "no longer configured"
@@ -47,11 +49,11 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
                 status = f"PAUSED by {state.paused_by} since {since}: {state.paused}"
             backlog = queues.backlog(redis, name)
             oldest = f" (oldest {backlog.oldest_wait:.1f}s)" if backlog.oldest_wait is not None else ""
-            made, ok = recent.get(name, (0, 0))
+            counts = recent.destinations.get(name, stats.Destination())
             click.echo(
                 f"{name} ({kind}): {status}; {state.failures} consecutive failure(s); {backlog.waiting} waiting"
                 f"{oldest}, {backlog.scheduled} scheduled, {backlog.in_flight} in flight, {backlog.parked} parked; "
-                f"last minute: {made} attempt(s), {ok} ok"
+                f"since {counted_from}Z: {counts.attempts} attempt(s), {counts.delivered} ok"
             )
 
     def known(config: RelayConfig, name: str, redis: Redis | None = None) -> None:

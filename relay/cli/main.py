@@ -1,5 +1,6 @@
 """The `relay` command: check the config (and Redis), sign and send sample events, play scripted
-sessions, the sessions followed, dead letters, destinations, the workers' status."""
+sessions, the sessions followed, the event log and its stats, dead letters, destinations, the
+workers' status."""
 
 import json
 import sys
@@ -17,8 +18,10 @@ from config.settings import Settings
 from config.wms_events import CATALOGUE, DERIVED, SEVERITIES
 from relay.cli import dead_letters as dead_letters_cli
 from relay.cli import destinations as destinations_cli
+from relay.cli import events as events_cli
 from relay.cli import sessions as sessions_cli
 from relay.cli import simulate as simulate_cli
+from relay.cli import stats as stats_cli
 from relay.cli import status as status_cli
 from relay.cli.webhook import Webhook, known_source
 from relay.domain import samples, signature
@@ -196,6 +199,8 @@ def sign(source: str, body_file: IO[bytes]) -> None:
 
 dead_letters_cli.register(main, _load)
 destinations_cli.register(main, _load)
+events_cli.register(main, _load)
 sessions_cli.register(main, _load)
 simulate_cli.register(main, _load)
+stats_cli.register(main, _load)
 status_cli.register(main, _load)

@@ -37,6 +37,7 @@ class DeadLetter:
     outcome: str
     status: str
     detail: str
+    history: tuple[dict, ...] = ()  # its delivery's attempts (relay/store/attempts.py), oldest first
 
     @property
     def event_id(self) -> str:
@@ -102,8 +103,10 @@ def parse_time(text: str, now: float | None = None) -> float:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
-def add(pipe: Pipeline, envelope: dict, destination: str, outcome: Outcome, attempts: int) -> None:
-    """Queue on `pipe` the dead letter of one delivery (outcome: kind, status, detail)."""
+def add(pipe: Pipeline, envelope: dict, destination: str, outcome: Outcome, attempts: int, history: list[dict]) -> None:
+    """Queue on `pipe` the dead letter of one delivery (outcome: kind, status, detail), with the
+    records of its attempts (`history`, relay/store/attempts.py): the letter may be kept longer
+    than the event log keeps them."""
     now = time.time()
     letter = {
         "envelope": envelope,
@@ -113,6 +116,7 @@ def add(pipe: Pipeline, envelope: dict, destination: str, outcome: Outcome, atte
         "outcome": outcome.kind,
         "status": outcome.status,
         "detail": outcome.detail,
+        "history": [{k: v for k, v in record.items() if k != "event"} for record in history],
     }
     pipe.set(keys.dead_letter_key(destination, envelope["id"]), json.dumps(letter, separators=(",", ":")))
     pipe.zadd(keys.DEAD_LETTERS, {_member(destination, envelope["id"]): now})
@@ -142,7 +146,11 @@ def find(redis: Redis, which: Filter, limit: int | None = None) -> list[DeadLett
 
 
 def attempts(redis: Redis, letter: DeadLetter) -> list[dict]:
-    """Every recorded attempt of this letter's delivery, oldest first (records are kept 14 days)."""
+    """Every recorded attempt of this letter's delivery, oldest first: kept in the letter itself;
+    a letter made before the event log (which keeps no list per event) finds them in the list
+    earlier versions kept, while it lasts (14 days)."""
+    if letter.history:
+        return [{"event": letter.event_id, **record} for record in letter.history]
     records = (json.loads(r) for r in redis.lrange(keys.attempts_key(letter.event_id), 0, -1))
     return [r for r in records if r["destination"] == letter.destination]
 
@@ -240,4 +248,5 @@ def _parse(text: bytes | str) -> DeadLetter:
         data["outcome"],
         data["status"],
         data["detail"],
+        tuple(data.get("history", ())),
     )

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError, WatchError
 from relay.domain.next_state import NextState, decide
 from relay.domain.outcome import Outcome
 from relay.domain.retry import Next
-from relay.store import attempts, dead_letters, keys, queues, replies, scripts
+from relay.store import attempts, dead_letters, event_log, keys, queues, replies, scripts
 from relay.store.destination_state import Parked
 
 log = logging.getLogger(__name__)
@@ -79,32 +79,20 @@ class Claim:
             )
         )
 
-    def delivered(self, redis: Redis, record: dict, attempts_ttl: int) -> tuple[bool, str | None]:
+    def delivered(self, redis: Redis, record: dict) -> tuple[bool, str | None]:
         """Record a success and, if this attempt still owns the delivery, close it, in one round
         trip (lua/delivered.lua). Return (owned, who paused the destination or None)."""
-        log_args: list[str] = []
-        for name, value in zip(attempts.LOG_FIELDS, attempts.log_fields(record), strict=True):
-            log_args += (name, value)
+        log_key, field = event_log.where(self.event_id)
         owned, paused_by = scripts.DELIVERED.run(
             redis,
             [
                 keys.delivery_key(self.event_id),
                 keys.inflight_key(self.destination),
                 keys.destination_key(self.destination),
-                keys.ATTEMPT_LOG,
-                keys.attempts_key(self.event_id),
                 keys.event_key(self.event_id),
+                log_key,
             ],
-            [
-                self.destination,
-                self.owner,
-                self.lease,
-                attempts.ATTEMPT_LOG_MAXLEN,
-                json.dumps(record, separators=(",", ":")),
-                attempts_ttl,
-                "1" if self.number > 1 or self.deferrals else "0",
-                *log_args,
-            ],
+            [self.destination, self.owner, self.lease, field, attempts.line(record)],
         )
         return bool(owned), paused_by.decode() or None
 
@@ -118,7 +106,6 @@ def finish(
     duration: float,
     *,
     probe_entry: bytes | None,
-    attempts_ttl: float,
     state_ttl: int,
     counts: bool = True,
 ) -> NextState:
@@ -145,8 +132,10 @@ def finish(
                 record = attempts.attempt_record(
                     event_id, destination, claim.number, outcome, next_state.retry_in, duration
                 )
+                # A dead letter keeps its delivery's attempts: it may outlive the event log's record.
+                earlier = event_log.attempts_of(pipe, event_id, destination) if next_state.final == "dead" else []
                 pipe.multi()
-                _write(pipe, claim, envelope, outcome, record, next_state, probe_entry, attempts_ttl, state_ttl)
+                _write(pipe, claim, envelope, outcome, [*earlier, record], next_state, probe_entry, state_ttl)
                 pipe.execute()
                 break
             except WatchError:
@@ -170,14 +159,14 @@ def _write(
     claim: Claim,
     envelope: dict,
     outcome: Outcome,
-    record: dict,
+    history: list[dict],
     next_state: NextState,
     probe_entry: bytes | None,
-    attempts_ttl: float,
     state_ttl: int,
 ) -> None:
+    """`history`: the delivery's earlier attempts (only when it ends as a dead letter), then this one."""
     event_id, destination = claim.event_id, claim.destination
-    attempts.record_attempt(pipe, record, attempts_ttl)
+    event_log.add_attempt(pipe, history[-1])
     if not next_state.owned:
         return  # the attempt that took the delivery over decides
     pipe.hdel(keys.delivery_key(event_id), f"{destination}:owner")
@@ -202,4 +191,4 @@ def _write(
     elif next_state.final is not None:
         pipe.hset(keys.delivery_key(event_id), destination, next_state.final)
         if next_state.final == "dead":
-            dead_letters.add(pipe, envelope, destination, outcome, claim.number)
+            dead_letters.add(pipe, envelope, destination, outcome, claim.number, history)

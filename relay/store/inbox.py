@@ -21,7 +21,7 @@ from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from relay.domain.event import Event
-from relay.store import keys, replies
+from relay.store import keys, replies, stats
 from relay.store.scripts import ACCEPT
 
 ENVELOPE_VERSION = 1
@@ -62,7 +62,11 @@ class Inbox:
     def accept(self, event: Event, body: bytes) -> Accepted:
         """Append the event to the inbox unless its id was seen within the dedup window."""
         envelope = envelope_of(event, body)
-        created = ACCEPT.run(self.redis, [keys.dedup_key(event.id), keys.INBOX], [self._ttl, *envelope.values()])
+        created = ACCEPT.run(
+            self.redis,
+            [keys.dedup_key(event.id), keys.INBOX, stats.minute_key(envelope["received_at"])],
+            [self._ttl, *envelope.values(), stats.ingest_field(event.source, ""), stats.KEEP],
+        )
         return Accepted(event.id, duplicate=not created)
 
 

@@ -24,12 +24,23 @@
                                         ["expire-dead-letters"], ["session", source, sessionId],
                                         ...; scored by when due (unix ms); while
                                         one runs, by when its taker is presumed dead (relay/store/due.py)
-- relay:attempt-log             stream  every attempt of every event, newest last (capped): fields
-                                        event, destination, attempt, outcome, status, ms, detail,
-                                        retry_in; the entry id is when it was recorded
-- relay:attempts:<event id>     list    JSON record of every attempt of the event's deliveries that
-                                        did not succeed at the first try (what an operator
-                                        investigates); most events have none
+- relay:attempts:<event id>     list    written by versions before the event log: the attempts of the
+                                        event's deliveries that did not succeed at once; read only
+                                        for the dead letters those versions made (expires in 14 days)
+- relay:event-log                stream  the event log's index: an entry per event accepted (and
+                                        derived), fields id, code, mid (measurementId), to
+                                        (destinations, comma-separated); the entry id is when it was
+                                        fanned out; trimmed to `event_log.retention` (relay/store/event_log.py)
+- relay:event-log:<source>:<sessionId>  hash  the event log's records of a session's events, by
+                                        sequence (or `session`, `group:<destination>:part-<n>`): a
+                                        JSON line [received at, rules fired, destinations, grouped
+                                        destinations, body length], the body, then a line per
+                                        attempt [destination, attempt, outcome, status, ms, at,
+                                        retry in, detail]; expires `event_log.retention` after the
+                                        session's last event
+- relay:stats:<minute>          hash    counts of one minute (unix time // 60) for `relay stats`:
+                                        in|<source>|<result>, out|<destination>|<ok or failed>,
+                                        ms|<destination>|<bound>; expires after a day (relay/store/stats.py)
 - relay:dead-letter:<destination>:<event id>  string  JSON: the envelope, why it failed, how often
 - relay:dead-letters            zset    "<destination>:<event id>" scored by the time it died
 - relay:destination:<name>      hash    failures (consecutive), and while paused: paused (reason),
@@ -69,20 +80,22 @@
 
 INBOX = "relay:inbox"
 INBOX_GROUP = "fanout"
-ATTEMPT_LOG = "relay:attempt-log"
+EVENT_LOG = "relay:event-log"
 DEAD_LETTERS = "relay:dead-letters"
 DUE = "relay:due"
 SESSIONS = "relay:sessions"
+WORKERS = "relay:workers"
 METRICS_ATTEMPTS = "relay:metrics:attempts"
 METRICS_SEND_SECONDS = "relay:metrics:send-seconds"
 METRICS_SESSIONS = "relay:metrics:sessions"
-WORKERS = "relay:workers"
 DELIVERY_PREFIX = "relay:delivery:"
 EVENT_PREFIX = "relay:event:"
 # Written by versions before per-destination queues; read only to carry their contents over
 # (workers/migrate.py).
 LEGACY_LEASES = "relay:leases"
 LEGACY_SWEEPER = "relay:sweeper"
+# Written by versions before the event log (it keeps every attempt now): deleted (workers/migrate.py).
+LEGACY_ATTEMPT_LOG = "relay:attempt-log"
 
 
 def dedup_key(event_id: str) -> str:
@@ -101,8 +114,20 @@ def delivery_key(event_id: str) -> str:
 
 
 def attempts_key(event_id: str) -> str:
-    """The attempts of one event's deliveries that did not succeed at the first try."""
+    """Written by versions before the event log: the attempts of the event's deliveries that did
+    not succeed at once (relay/store/dead_letters.py's attempts reads it for their dead letters)."""
     return f"relay:attempts:{event_id}"
+
+
+def event_log_key(source: str, session_id: str) -> str:
+    """The event log's records of one session's events: rules fired, body, every attempt
+    (relay/store/event_log.py)."""
+    return f"relay:event-log:{source}:{session_id}"
+
+
+def stats_key(minute: int) -> str:
+    """One minute's counts for `relay stats` (relay/store/stats.py); `minute` is unix time // 60."""
+    return f"relay:stats:{minute}"
 
 
 def dead_letter_key(destination: str, event_id: str) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from redis import Redis
 
-from relay.store import keys, presence, queues
+from relay.store import keys, presence, queues, stats
 
 # Upper bounds (s) of the send latency histogram's buckets; "+Inf" is implied.
 SEND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -31,11 +31,13 @@ def _bucket(seconds: float) -> str:
 
 
 def record_attempt(redis: Redis, destination: str, outcome: str, seconds: float) -> None:
-    """Count one attempt of `destination` by its outcome, and its send time, in one round trip."""
+    """Count one attempt of `destination` by its outcome, and its send time, since ever (here)
+    and in this minute's counts (relay/store/stats.py), in one round trip."""
     with redis.pipeline(transaction=False) as pipe:
         pipe.hincrby(keys.METRICS_ATTEMPTS, f"{destination}{SEP}{outcome}", 1)
         pipe.hincrby(keys.METRICS_SEND_SECONDS, f"{destination}{SEP}{_bucket(seconds)}", 1)
         pipe.hincrbyfloat(keys.METRICS_SEND_SECONDS, f"{destination}{SEP}sum", seconds)
+        stats.count_attempt(pipe, destination, outcome == "ok", seconds)
         pipe.execute()
 
 

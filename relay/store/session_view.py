@@ -9,20 +9,19 @@ relay:attempts:<event id> (the attempts that did not simply succeed). Both expir
 `deliveries: null`, "delivery records expired", rather than "no destination".
 """
 
-import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
 
 from config.destinations import HttpDestination
+from config.durations import span
 from config.model import RelayConfig
 from relay.domain.event import event_id, group_suffix
 from relay.domain.session import DERIVED_CODE, Seen, Session
-from relay.store import keys, ordering, sessions
+from relay.domain.times import iso
+from relay.store import event_log, keys, ordering, sessions
 
 LIMIT_MAX = 1000  # sessions one listing returns at most
 SCAN_MAX = 5000  # index entries one listing reads at most, so that a rare filter stays cheap
@@ -254,13 +253,10 @@ def _deliveries(redis: Redis, config: RelayConfig, event_ids: list[str]) -> dict
     pipe = redis.pipeline(transaction=False)
     for eid in event_ids:
         pipe.hgetall(keys.delivery_key(eid))
-        pipe.lrange(keys.attempts_key(eid), 0, -1)
-    replies = pipe.execute()
-    states: dict[str, dict[str, str]] = {}
-    records: dict[str, list[dict[str, Any]]] = {}
-    for eid, (fields, attempts) in zip(event_ids, _pairs(replies), strict=True):
-        states[eid] = {k.decode(): v.decode() for k, v in fields.items()}
-        records[eid] = [json.loads(r) for r in attempts]
+    states = {
+        eid: {k.decode(): v.decode() for k, v in f.items()} for eid, f in zip(event_ids, pipe.execute(), strict=True)
+    }
+    records = event_log.attempts_of_many(redis, event_ids)
     waiting = sorted({d for s in states.values() for d, v in s.items() if "." in v and not d.endswith(OWNER_SUFFIX)})
     paused = _paused(redis, waiting)
     found = {}
@@ -269,11 +265,6 @@ def _deliveries(redis: Redis, config: RelayConfig, event_ids: list[str]) -> dict
         names = [d for d in state if not d.endswith(OWNER_SUFFIX)]
         found[eid] = _in_order(config, [_delivery(d, state, records[eid], d in paused) for d in names])
     return found
-
-
-def _pairs(replies: list[Any]) -> Iterator[tuple[Any, Any]]:
-    it = iter(replies)
-    return zip(it, it, strict=True)
 
 
 def _paused(redis: Redis, names: list[str]) -> set[str]:
@@ -292,7 +283,7 @@ def _delivery(destination: str, state: dict[str, str], records: list[dict[str, A
     last_status = str(last["status"]) if last and last.get("status") is not None else None
     last_attempt = int(last["attempt"]) if last and isinstance(last.get("attempt"), int) else None
     if value == "ok":
-        # Attempts that succeed at once leave no record: no record means the first one did.
+        # No record: the event log no longer holds the event's; say the first attempt did it.
         return Delivery(destination, "ok", last_attempt or 1, None)
     if value == "dead":
         return Delivery(destination, "dead", last_attempt, last_status)
@@ -311,21 +302,7 @@ def _delivery(destination: str, state: dict[str, str], records: list[dict[str, A
     return Delivery(destination, kind, attempt, last_status)
 
 
-def iso(when: float) -> str:
-    """A unix time as ISO 8601 in UTC, to the millisecond when it has a fraction."""
-    moment = datetime.fromtimestamp(when, UTC)
-    return moment.isoformat(timespec="milliseconds" if when % 1 else "seconds")
-
-
 def not_found(session_id: str, sources: list[str], retention: float) -> str:
     """Why no session was found, as the CLI and the admin API say it."""
     where = f"source {sources[0]!r}" if len(sources) == 1 else f"any source ({', '.join(map(repr, sources))})"
     return f"no session {session_id!r} at {where} (a session is kept {span(retention)} after its last event)"
-
-
-def span(seconds: float) -> str:
-    """A duration as config files write it: '7d', '2h', '90s'."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"

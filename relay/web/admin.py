@@ -1,5 +1,5 @@
-"""The admin API, under /admin: dead letters (list, show, replay, purge) and the sessions
-followed (list, show) for operators' tools.
+"""The admin API, under /admin: dead letters (list, show, replay, purge), the sessions followed
+(list, show), the event log (list, show) and its stats, for operators' tools.
 
 Off unless RELAY_ADMIN_TOKEN is set; every request must then carry `Authorization: Bearer <token>`,
 compared in constant time. With no token configured, /admin answers 404 as if it did not exist.
@@ -21,7 +21,7 @@ from werkzeug.routing import MapAdapter
 
 from config.durations import parse_duration
 from relay.domain.session import OUTCOMES
-from relay.store import dead_letters, session_view
+from relay.store import dead_letters, event_log, session_view, stats
 from relay.web.errors import ApiError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -182,6 +182,62 @@ def show_session(source: str, session_id: str) -> Response:
     if not found:
         raise ApiError(404, "not_found", session_view.not_found(session_id, [source], config.sessions.retention))
     return jsonify(session_view.detail(_redis(), config, found[0]))
+
+
+EVENT_KEYS = ("session", "measurement", "code", "destination", "outcome", "since", "limit")
+
+
+@bp.get("/events")
+def list_events() -> Response:
+    """Logged events matching ?session, measurement, code, destination, outcome, since (a
+    duration ago), newest first, at most ?limit (as `relay events list --json`)."""
+    args = {key: value for key, value in request.args.items() if value}  # empty: no filter
+    unknown = sorted(set(request.args) - set(EVENT_KEYS))
+    if unknown:
+        raise ApiError(
+            400, "invalid_filter", f"unknown key {unknown[0]!r} (allowed: {', '.join(map(repr, EVENT_KEYS))})"
+        )
+    outcome = args.get("outcome")
+    if outcome is not None and outcome not in event_log.OUTCOMES:
+        raise ApiError(
+            400,
+            "invalid_filter",
+            f"outcome: must be one of {', '.join(map(repr, event_log.OUTCOMES))}, got {outcome!r}",
+        )
+    since = None
+    if "since" in args:
+        try:
+            since = time.time() - parse_duration(args["since"])
+        except ValueError as exc:
+            raise ApiError(400, "invalid_filter", f"since: {exc}") from None
+    limit = args.get("limit", "50")
+    if not (limit.isascii() and limit.isdigit() and len(limit) <= 4 and 1 <= int(limit) <= event_log.LIMIT_MAX):
+        raise ApiError(
+            400, "invalid_filter", f"limit: must be a whole number from 1 to {event_log.LIMIT_MAX}, got {limit!r}"
+        )
+    query = event_log.Query(
+        args.get("session"), args.get("measurement"), args.get("code"), args.get("destination"), outcome, since
+    )
+    return jsonify(event_log.find(_redis(), query, int(limit)))
+
+
+@bp.get("/events/<path:event_id>")
+def show_event(event_id: str) -> Response:
+    """One logged event: body, rules fired, each destination's state, every attempt (as
+    `relay events show --json`)."""
+    found = event_log.detail(_redis(), event_id)
+    if found is None:
+        retention = current_app.config["RELAY"].event_log.retention
+        raise ApiError(404, "not_found", event_log.not_found(event_id, retention))
+    return jsonify(found)
+
+
+@bp.get("/stats")
+def show_stats() -> Response:
+    """The last hour's and day's requests and deliveries (as `relay stats --json`)."""
+    if request.args:
+        raise ApiError(400, "invalid_filter", f"unknown key {sorted(request.args)[0]!r} (this endpoint takes none)")
+    return jsonify(stats.report(_redis()))
 
 
 # Every method HTTP clients send; Werkzeug's own 405 lists HEAD and OPTIONS too.

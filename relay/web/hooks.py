@@ -11,6 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from config.model import RelayConfig
 from relay.domain import signature
 from relay.domain.event import InvalidEvent, parse_event
+from relay.store import stats
 from relay.web.errors import ApiError, too_large
 from relay.web.metrics import UNKNOWN_SOURCE
 
@@ -49,6 +50,21 @@ def receive(source: str) -> tuple[Response, int]:
     finally:
         label = source if source in config.sources else UNKNOWN_SOURCE
         current_app.extensions["relay.metrics"].observe(label, result, perf_counter() - started)
+        if result in REFUSED:
+            _count_refused(label, result)
+
+
+# The results that `relay stats` counts here; the accept script counts accepted and duplicates.
+REFUSED = frozenset(stats.INGEST_RESULTS) - {"accepted", "duplicate"}
+
+
+def _count_refused(source: str, result: str) -> None:
+    """Count a refused request for `relay stats` (relay/store/stats.py): one round trip, spent
+    only on refusals. Its answer does not wait on it failing: it is logged already."""
+    try:
+        stats.count_ingest(current_app.extensions["relay.redis"], source, result)
+    except RedisError as exc:
+        log.debug("could not count a refused request: %s", exc.__class__.__name__)
 
 
 def _receive(config: RelayConfig, source: str) -> tuple[Response, int]:

@@ -17,22 +17,22 @@ from devtools.local_redis import LocalRedis
 STRUCTURES = [
     Structure("dedup marks", "dedup_window", 14.0, 150.0),
     Structure("delivery states", "state_ttl", 14.0, 180.0),
-    Structure("attempt lists", "attempts_ttl", 0.3, 800.0),
     Structure("dead letters", "dead_letters", 0.03, 700.0),
-    Structure("attempt log", "attempt_log_cap", 15.0, 90.0),
+    Structure("session records", "sessions", 1.0, 1500.0),
+    Structure("event log", "event_log", 1.0, 9000.0),
 ]
 FIXED = {"other keys": 4_000.0, "connections": 200_000.0, "Redis itself": 2_000_000.0}
 
 
-def test_each_structure_grows_with_traffic_times_its_retention_and_the_log_stops_at_its_cap() -> None:
+def test_each_structure_grows_with_traffic_times_its_retention() -> None:
     kept = SCENARIOS[0]
     one, ten = steady_state(STRUCTURES, FIXED, kept, 1_000), steady_state(STRUCTURES, FIXED, kept, 10_000)
     assert one["dedup marks"] == pytest.approx(1_000 * 14 * 150 * 7)
     assert one["delivery states"] == pytest.approx(1_000 * 14 * 180 * kept.state_ttl / DAY)
     assert one["dead letters"] == pytest.approx(1_000 * 0.03 * 700 * kept.dead_letters / DAY)
-    for name in ("dedup marks", "delivery states", "attempt lists", "dead letters"):
+    assert one["event log"] == pytest.approx(1_000 * 9000 * kept.event_log / DAY)
+    for name in ("dedup marks", "delivery states", "dead letters", "session records", "event log"):
         assert ten[name] == pytest.approx(10 * one[name]) and one[name] > 0
-    assert one["attempt log"] == ten["attempt log"] == 100_000 * 90
     assert {name: one[name] for name in FIXED} == FIXED == {name: ten[name] for name in FIXED}
 
 
@@ -40,11 +40,8 @@ def test_shrunk_settings_shrink_only_what_they_keep() -> None:
     defaults, shrunk = (steady_state(STRUCTURES, FIXED, kept, 10_000) for kept in SCENARIOS)
     assert shrunk["dedup marks"] == pytest.approx(defaults["dedup marks"] / 7)
     assert shrunk["dead letters"] < defaults["dead letters"]
-    # Attempt lists stay 14 days whatever the retention (workers/delivery.py attempts_ttl).
-    for name in ("delivery states", "attempt lists", "attempt log"):
-        assert shrunk[name] == defaults[name]
-    small_log = steady_state(STRUCTURES, FIXED, retention("log", {}, attempt_log_cap=10_000), 10_000)
-    assert small_log["attempt log"] == pytest.approx(defaults["attempt log"] / 10)
+    assert shrunk["event log"] == pytest.approx(defaults["event log"] / 7)
+    assert shrunk["delivery states"] == defaults["delivery states"]  # the retry horizon's, not a setting
 
 
 def test_a_plan_holds_the_most_sessions_whose_steady_state_with_headroom_fits() -> None:
@@ -59,10 +56,13 @@ def test_a_plan_holds_the_most_sessions_whose_steady_state_with_headroom_fits() 
 def test_the_retention_is_read_off_the_config_model() -> None:
     defaults = RelayConfig.model_validate({"sources": {"wms": {"mac_secrets": ["s"]}}})
     kept = retention("defaults", {})
-    assert (kept.dedup_window, kept.state_ttl, kept.attempts_ttl) == (7 * DAY, defaults.state_ttl, 14 * DAY)
+    assert (kept.dedup_window, kept.state_ttl, kept.event_log) == (7 * DAY, defaults.state_ttl, 7 * DAY)
     assert kept.dead_letters == 14 * DAY + RetryPolicy().horizon
-    shrunk = retention("shrunk", {"ingest": {"dedup_window": "1d"}, "dead_letters": {"retention": "3d"}})
-    assert (shrunk.dedup_window, shrunk.attempts_ttl) == (DAY, 14 * DAY)
+    shrunk = retention(
+        "shrunk",
+        {"ingest": {"dedup_window": "1d"}, "dead_letters": {"retention": "3d"}, "event_log": {"retention": "2d"}},
+    )
+    assert (shrunk.dedup_window, shrunk.event_log) == (DAY, 2 * DAY)
     assert shrunk.dead_letters == 3 * DAY + RetryPolicy().horizon
 
 
@@ -81,6 +81,6 @@ def test_a_tiny_run_measures_every_structure_and_adds_up_to_used_memory(
     assert 0 < sizing.per_key_overhead(measured) < 200  # the TTL table's entry and the buckets
     result = json.loads(json.dumps(tables(structures, fixed)))  # what report.json keeps
     defaults = result["scenarios"][0]["steady_state"]
-    for name in ("dedup marks", "delivery states", "attempt lists", "dead letters"):
+    for name in ("dedup marks", "delivery states", "dead letters", "session records", "event log"):
         assert defaults["100000"][name] == pytest.approx(100 * defaults["1000"][name])
     assert "## Sizing Redis (8 sessions" in "\n".join(sizing.report_lines({"measurement": measured, **result}))

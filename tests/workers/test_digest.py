@@ -11,7 +11,7 @@ from relay.domain.event import parse_event
 from relay.domain.samples import to_body
 from relay.domain.scenarios import play
 from relay.store import keys
-from relay.store.attempts import attempt_log, attempts_of
+from relay.store.event_log import attempts_of, every_attempt
 from relay.store.inbox import envelope_of
 from tests.conftest import signed_post
 from tests.peers import Reply
@@ -90,7 +90,7 @@ def test_a_burst_of_50_failed_sessions_is_one_message_and_one_digest_of_49(relay
     assert "49 failed sessions" in digest["text"]
     assert "49 deliveries folded into one message" in json.dumps(digest)
     assert "ops-slack: 49 deliveries folded into one digest; ok (HTTP 200)" in caplog.text
-    log = attempt_log(relay.redis)
+    log = every_attempt(relay.redis)
     assert len(log) == 50 and {a["outcome"] for a in log} == {"ok"}
     assert states(relay, [f"wms:s-{i:02d}:session" for i in range(50)]) == {b"ok"}
     assert relay.redis.zcard(keys.queue_key("ops-slack")) == relay.redis.zcard(keys.inflight_key("ops-slack")) == 0

@@ -11,7 +11,7 @@ import pytest
 from config.wms_events import CATALOGUE
 from relay.domain.samples import sample_session, to_body
 from relay.store import dead_letters, due, groups, keys
-from relay.store.attempts import attempt_log
+from relay.store.event_log import every_attempt
 from relay.store.inbox import waiting
 from tests.conftest import signed_post
 from tests.peers import Reply
@@ -88,7 +88,7 @@ def test_a_failed_sessions_events_become_one_message(relay):
     (message,) = messages(relay)
     assert listed(message) == MATCHED
     assert "3 events in session s-1" in message["text"] and "[ERROR]" in message["text"]
-    ((event_id, outcome),) = [(a["event"], a["outcome"]) for a in attempt_log(relay.redis)]
+    ((event_id, outcome),) = [(a["event"], a["outcome"]) for a in every_attempt(relay.redis)]
     assert (event_id, outcome) == ("wms:s-1:group:ops-slack:part-1", "ok")
     assert relay.redis.hget(keys.delivery_key(event_id), "ops-slack") == b"ok"
     assert group_timer("s-1") not in relay.timers()
@@ -145,7 +145,7 @@ def test_a_later_match_becomes_one_follow_up_at_the_group_interval(relay):
     assert listed(first) == MATCHED
     assert listed(follow_up) == ["WEBSOCKET_DISCONNECTED", "API_ERROR"]
     assert "follow-up: 3 more events for session s-1" in follow_up["text"]
-    assert sorted(a["event"] for a in attempt_log(relay.redis)) == [
+    assert sorted(a["event"] for a in every_attempt(relay.redis)) == [
         "wms:s-1:group:ops-slack:part-1",
         "wms:s-1:group:ops-slack:part-2",
     ]
@@ -222,7 +222,7 @@ def test_a_failing_group_message_is_retried_then_dead_lettered_and_can_be_replay
     relay.drain()
     letter = dead_letters.get(relay.redis, "ops-slack", event_id)
     assert letter is not None and letter.envelope["derived"] == 1
-    assert [(a["attempt"], a["outcome"]) for a in attempt_log(relay.redis)] == [("1", "transient"), ("2", "transient")]
+    assert [(a["attempt"], a["outcome"]) for a in every_attempt(relay.redis)] == [(1, "transient"), (2, "transient")]
 
     dead_letters.replay(relay.redis, [letter], relay.rt.config.state_ttl)
     relay.drain()

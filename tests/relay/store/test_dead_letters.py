@@ -13,7 +13,7 @@ from relay.cli.main import main
 from relay.domain.event import parse_event
 from relay.domain.samples import sample_session, to_body
 from relay.store import dead_letters, keys, queues
-from relay.store.attempts import attempts_of
+from relay.store.event_log import attempts_of
 from relay.store.inbox import envelope_of
 from tests.conftest import ADMIN_TOKEN, FANOUT_YAML, signed_post
 from tests.peers import Reply

@@ -54,8 +54,10 @@ def documented_operations() -> dict[tuple[str, str], dict]:
 
 
 # Routes that are no operation: admin.py's catch-all under /admin, which answers 401, then 404 or
-# 405, for any path or method no other route takes (the document's info.description says so).
+# 405, for any path or method no other route takes (the document's info.description says so);
+# and the dashboard's pages, HTML for a browser (relay/web/dashboard, tests/relay/web/dashboard).
 NOT_OPERATIONS = {"static", "admin.elsewhere"}
+NOT_OPERATIONS_UNDER = "dashboard."
 
 
 def served_operations(app) -> dict[tuple[str, str], Callable]:
@@ -63,7 +65,7 @@ def served_operations(app) -> dict[tuple[str, str], Callable]:
     NOT_OPERATIONS."""
     served = {}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint in NOT_OPERATIONS:
+        if rule.endpoint in NOT_OPERATIONS or rule.endpoint.startswith(NOT_OPERATIONS_UNDER):
             continue
         path = re.sub(r"<(?:[^<>]*:)?([^<>:]+)>", r"{\1}", rule.rule)  # <path:event_id> -> {event_id}
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
