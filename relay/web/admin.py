@@ -10,8 +10,8 @@ does), so the token is checked before anything else is said: a stranger learns n
 import hmac
 import json
 import logging
-import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -19,9 +19,9 @@ from redis import Redis
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import MapAdapter
 
-from config.durations import parse_duration
 from relay.domain.session import OUTCOMES
 from relay.store import dead_letters, event_log, session_view, stats
+from relay.web import filters
 from relay.web.errors import ApiError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -44,26 +44,25 @@ def _authorize() -> None:
         raise ApiError(401, "unauthorized", "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
 
 
-FILTER_KEYS = ("destination", "source", "session", "since", "until")
+FILTER_KEYS = filters.DEAD_LETTER_KEYS
+
+
+@contextmanager
+def _checked() -> Iterator[None]:
+    """A filter refused (relay/web/filters.py) is the client's 400 `invalid_filter`."""
+    try:
+        yield
+    except filters.Invalid as exc:
+        raise ApiError(400, "invalid_filter", str(exc)) from None
 
 
 def _filter(values: Mapping[str, Any], allowed: tuple[str, ...] = FILTER_KEYS) -> dead_letters.Filter:
-    # A misspelt key must not widen a purge or a replay to everything: refuse what is not known.
-    unknown = sorted(set(values) - set(allowed))
-    if unknown:
-        raise ApiError(400, "invalid_filter", f"unknown key {unknown[0]!r} (allowed: {', '.join(map(repr, allowed))})")
-    for key in FILTER_KEYS:
-        if key in values and not isinstance(values[key], str):
-            raise ApiError(400, "invalid_filter", f"{key}: must be a string")
-    times: dict[str, float | None] = {}
-    for key in ("since", "until"):
-        try:
-            times[key] = dead_letters.parse_time(values[key]) if values.get(key) else None
-        except ValueError as exc:
-            raise ApiError(400, "invalid_filter", f"{key}: {exc}") from None
-    return dead_letters.Filter(
-        values.get("destination"), values.get("source"), values.get("session"), times["since"], times["until"]
-    )
+    with _checked():
+        filters.known(values, allowed)
+        for key in FILTER_KEYS:  # a JSON body may hold anything
+            if key in values and not isinstance(values[key], str):
+                raise filters.Invalid(f"{key}: must be a string")
+        return filters.dead_letter_filter({key: values[key] for key in FILTER_KEYS if values.get(key)})
 
 
 def _redis() -> Redis:
@@ -147,29 +146,12 @@ SESSION_KEYS = ("outcome", "since", "source", "limit")
 def list_sessions() -> Response:
     """Sessions matching ?outcome, since (a duration ago), source, newest first, at most ?limit
     (as `relay sessions list --json`)."""
-    args = {key: value for key, value in request.args.items() if value}  # empty: no filter
-    unknown = sorted(set(request.args) - set(SESSION_KEYS))
-    if unknown:
-        raise ApiError(
-            400, "invalid_filter", f"unknown key {unknown[0]!r} (allowed: {', '.join(map(repr, SESSION_KEYS))})"
-        )
-    outcome = args.get("outcome")
-    if outcome is not None and outcome not in OUTCOMES:
-        raise ApiError(
-            400, "invalid_filter", f"outcome: must be one of {', '.join(map(repr, OUTCOMES))}, got {outcome!r}"
-        )
-    since = None
-    if "since" in args:
-        try:
-            since = time.time() - parse_duration(args["since"])
-        except ValueError as exc:
-            raise ApiError(400, "invalid_filter", f"since: {exc}") from None
-    limit = args.get("limit", "50")
-    if not (limit.isascii() and limit.isdigit() and len(limit) <= 4 and 1 <= int(limit) <= session_view.LIMIT_MAX):
-        raise ApiError(
-            400, "invalid_filter", f"limit: must be a whole number from 1 to {session_view.LIMIT_MAX}, got {limit!r}"
-        )
-    listing = session_view.find(_redis(), outcome, args.get("source"), since, int(limit))
+    with _checked():
+        args = filters.values(request.args, SESSION_KEYS)
+        outcome = filters.outcome(args.get("outcome"), OUTCOMES)
+        since = filters.since(args.get("since"))
+        limit = filters.limit(args.get("limit"), session_view.LIMIT_MAX)
+    listing = session_view.find(_redis(), outcome, args.get("source"), since, limit)
     return jsonify(listing.to_json())
 
 
@@ -191,34 +173,15 @@ EVENT_KEYS = ("session", "measurement", "code", "destination", "outcome", "since
 def list_events() -> Response:
     """Logged events matching ?session, measurement, code, destination, outcome, since (a
     duration ago), newest first, at most ?limit (as `relay events list --json`)."""
-    args = {key: value for key, value in request.args.items() if value}  # empty: no filter
-    unknown = sorted(set(request.args) - set(EVENT_KEYS))
-    if unknown:
-        raise ApiError(
-            400, "invalid_filter", f"unknown key {unknown[0]!r} (allowed: {', '.join(map(repr, EVENT_KEYS))})"
-        )
-    outcome = args.get("outcome")
-    if outcome is not None and outcome not in event_log.OUTCOMES:
-        raise ApiError(
-            400,
-            "invalid_filter",
-            f"outcome: must be one of {', '.join(map(repr, event_log.OUTCOMES))}, got {outcome!r}",
-        )
-    since = None
-    if "since" in args:
-        try:
-            since = time.time() - parse_duration(args["since"])
-        except ValueError as exc:
-            raise ApiError(400, "invalid_filter", f"since: {exc}") from None
-    limit = args.get("limit", "50")
-    if not (limit.isascii() and limit.isdigit() and len(limit) <= 4 and 1 <= int(limit) <= event_log.LIMIT_MAX):
-        raise ApiError(
-            400, "invalid_filter", f"limit: must be a whole number from 1 to {event_log.LIMIT_MAX}, got {limit!r}"
-        )
+    with _checked():
+        args = filters.values(request.args, EVENT_KEYS)
+        outcome = filters.outcome(args.get("outcome"), event_log.OUTCOMES)
+        since = filters.since(args.get("since"))
+        limit = filters.limit(args.get("limit"), event_log.LIMIT_MAX)
     query = event_log.Query(
         args.get("session"), args.get("measurement"), args.get("code"), args.get("destination"), outcome, since
     )
-    return jsonify(event_log.find(_redis(), query, int(limit)))
+    return jsonify(event_log.find(_redis(), query, limit))
 
 
 @bp.get("/events/<path:event_id>")

@@ -14,7 +14,7 @@ from config.settings import Settings
 from relay import logs
 from relay.store.connection import connect
 from relay.store.inbox import Inbox
-from relay.web import admin, deadline, errors, health, hooks, metrics, openapi
+from relay.web import admin, dashboard, deadline, errors, health, hooks, metrics, openapi
 
 
 def create_app(
@@ -47,6 +47,7 @@ def create_app(
     app.register_blueprint(hooks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)
+    dashboard.register(app)  # /admin/ui: the operator's pages, with their own session cookie
     app.register_blueprint(openapi.bp)
     app.register_blueprint(metrics.bp)
     return app

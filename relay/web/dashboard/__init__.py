@@ -1,0 +1,23 @@
+"""The operator dashboard under /admin/ui: server-rendered pages over the same store functions
+as the admin API and the CLI (sessions, the event log, destinations, dead letters), behind the
+admin token typed into a login form. Off, and 404 like the rest of /admin, without
+RELAY_ADMIN_TOKEN.
+
+Its modules: `blueprint` (the blueprint, its pages' rendering, headers and errors), `auth` (the
+session cookie, login, logout, CSRF), `filters` (the query strings' validation), and one view
+module per page group: `overview`, `sessions`, `events`, `destinations`, `dead_letters`.
+"""
+
+from flask import Flask
+
+from relay.web.dashboard import auth, dead_letters, destinations, events, overview, sessions
+from relay.web.dashboard.blueprint import bp
+
+__all__ = ["register"]
+_VIEWS = (auth, dead_letters, destinations, events, overview, sessions)  # imported for their routes
+
+
+def register(app: Flask) -> None:
+    """Serve the dashboard from `app`: its blueprint, and the session cookie only its paths use."""
+    app.session_interface = auth.DashboardSessions()
+    app.register_blueprint(bp)
