@@ -7,8 +7,8 @@ from urllib.parse import urlencode
 from flask import flash, redirect, request, url_for
 from werkzeug.wrappers import Response
 
+from relay.domain.times import iso
 from relay.store import dead_letters
-from relay.store.session_view import iso
 from relay.web import filters
 from relay.web.dashboard.blueprint import PREFIX, PageError, bp, config, log, page, redis
 

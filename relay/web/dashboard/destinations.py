@@ -9,8 +9,8 @@ from redis import Redis
 from werkzeug.wrappers import Response
 
 from config.model import RelayConfig
+from relay.domain.times import iso
 from relay.store import destination_state, queues, stats
-from relay.store.session_view import iso
 from relay.web.dashboard.blueprint import PREFIX, PageError, bp, config, log, page, redis
 
 # An operator's pause, told apart from the workers' automatic ones ("auto") in the state and in
