@@ -7,12 +7,20 @@ makes it: WMS events as a session's record holds them, arriving out of order wit
 read back (relay.domain.session), decided, turned into the derived event's body, parsed as the
 worker parses it, and laid out by workers.destinations.email.
 
+`--dashboard` writes docs/images/dashboard-*.png instead: the operator dashboard's pages at
+1366x768, and the overview and a timeline on a 390x844 phone. It starts a relay as the browser
+tests do (tests/browser/harness.py: the Procfile's web and worker on a private Redis, a healthy
+and a failing HTTP destination), plays every scenario with `relay simulate`, logs in with
+Selenium, pauses a destination, and visits each page as an operator would.
+
 Unlike the rest of devtools, which imports only config, this one script imports relay/ and
-workers/: it shows their output and has no other way to get it. Needs Debian's `chromium`
-(apt-get install -y chromium) or CHROMIUM naming another binary.
+workers/ (and, for --dashboard, the tests' harness): it shows their output and has no other way
+to get it. Needs Debian's `chromium` (apt-get install -y chromium; with chromium-driver for
+--dashboard) or CHROMIUM naming another binary.
 """
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -21,8 +29,10 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from relay.domain.event import Event, parse_event
+from relay.domain.scenarios import SCENARIOS
 from relay.domain.session import decide, derived_body, parse_record, record_line
 from workers.destinations.email import email_message
 from workers.destinations.slack import slack_message
@@ -102,6 +112,62 @@ def screenshot(html: str, output: Path, window: str = WINDOW) -> None:
         raise SystemExit(f"screenshots: chromium failed (exit {done.returncode}): {done.stderr.strip()[-500:]}")
 
 
+DASHBOARD_SESSIONS = 2  # sessions of each scenario the dashboard shows
+
+
+def dashboard_screenshots(output_dir: Path) -> list[Path]:
+    """Run a relay, play sessions, and screenshot the dashboard's pages into `output_dir`."""
+    # Imported by name: mypy checks devtools/, not tests/, and must not follow into them.
+    harness = importlib.import_module("tests.browser.harness")
+    from selenium.webdriver.common.by import By
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    with tempfile.TemporaryDirectory() as tmp, harness.running_relay(Path(tmp)) as relay:
+        played = relay.simulate("all", "--sessions", str(DASHBOARD_SESSIONS))
+        for session_id, name in played.items():  # every outcome decided, every dead letter there
+            relay.wait_for_outcome(session_id, SCENARIOS[name].outcome, timeout=30)
+            relay.wait_for_dead_letter(f"wms:{session_id}:session", timeout=30)
+        failed = next(sid for sid, name in played.items() if name == "constraint-violation")
+        event = quote(f"wms:{failed}:session")
+        driver = harness.chrome()
+        try:
+
+            def shot(name: str, path: str | None = None) -> None:
+                if path is not None:
+                    driver.get(f"{relay.url}{path}")
+                harness.wait(driver).until(lambda d: d.find_element(By.TAG_NAME, "body"))
+                output = output_dir / f"dashboard-{name}.png"
+                if not driver.save_screenshot(str(output)):
+                    raise SystemExit(f"screenshots: could not save {output}")
+                written.append(output)
+
+            harness.emulate(driver, harness.DESKTOP, mobile=False)
+            harness.log_in(driver, relay.url)
+            # One destination paused by the operator, as the overview and destinations pages show it.
+            driver.get(f"{relay.url}/admin/ui/destinations")
+            pause = driver.find_element(By.CSS_SELECTOR, f"#destination-{harness.HEALTHY} .pause-button")
+            harness.click_and_load(driver, pause)
+            shot("destinations")
+            shot("overview", "/admin/ui/")
+            shot("sessions", "/admin/ui/sessions")
+            shot("timeline", f"/admin/ui/sessions/wms/{failed}")
+            shot("events", "/admin/ui/events")
+            shot("event", f"/admin/ui/events/{event}")
+            shot("dead-letters", "/admin/ui/dead-letters")
+            shot("dead-letter", f"/admin/ui/dead-letters/{harness.FAILING}/{event}")
+            shot("purge", f"/admin/ui/dead-letters/purge?destination={harness.FAILING}")
+            harness.emulate(driver, harness.PHONE)
+            shot("overview-phone", "/admin/ui/")
+            shot("timeline-phone", f"/admin/ui/sessions/wms/{failed}")
+            harness.emulate(driver, harness.DESKTOP, mobile=False)
+            harness.click_and_load(driver, driver.find_element(By.ID, "logout-button"))
+            shot("login")
+        finally:
+            driver.quit()
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write the documentation's screenshots."""
     parser = argparse.ArgumentParser(prog="python -m devtools.screenshots", description=__doc__.splitlines()[0])
@@ -110,7 +176,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--slack", action="store_true", help="print the same event's Slack payload (JSON) instead, for the README"
     )
+    parser.add_argument(
+        "--dashboard",
+        action="store_true",
+        help=f"write the dashboard's screenshots (dashboard-*.png) into {OUTPUT.parent} instead",
+    )
     args = parser.parse_args(argv)
+    if args.dashboard:
+        for output in dashboard_screenshots(OUTPUT.parent):
+            print(f"wrote {output}", file=sys.stderr)
+        return 0
     if args.slack:
         print(json.dumps(slack_message(failed_session()), indent=2, ensure_ascii=False))
         return 0
