@@ -6,12 +6,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-from redis import Redis
 
 from config.model import RelayConfig
 from config.settings import Settings
+from relay.cli.options import redis_and_config
 from relay.store import dead_letters
-from relay.store.connection import connect
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,16 +51,12 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
     def group() -> None:
         """List, show, replay and purge deliveries that will not be retried any more."""
 
-    def redis_and_config() -> tuple[Redis, RelayConfig]:
-        settings, config = load()
-        return connect(settings.require_redis_url(), settings.redis_tls_verify), config
-
     @group.command("list")
     @_filters
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line")
     def list_(as_json: bool, **filters: str | None) -> None:
         """List dead letters, oldest first."""
-        redis, _ = redis_and_config()
+        redis, _ = redis_and_config(load)
         letters = dead_letters.find(redis, _filter(**filters))
         for letter in letters:
             s = letter.summary()
@@ -79,7 +74,7 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
     @click.argument("event_id")
     def show(destination: str, event_id: str) -> None:
         """Show one dead letter with its event."""
-        redis, _ = redis_and_config()
+        redis, _ = redis_and_config(load)
         letter = dead_letters.get(redis, destination, event_id)
         if letter is None:
             click.echo(f"no dead letter for {event_id!r} to {destination!r}", err=True)
@@ -98,7 +93,7 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
     @click.option("--force", is_flag=True, help="Also replay to destinations that already have the event")
     def replay(dry_run: bool, rate: float | None, force: bool, **filters: str | None) -> None:
         """Deliver dead letters again, with a fresh retry schedule."""
-        redis, config = redis_and_config()
+        redis, config = redis_and_config(load)
         result = dead_letters.replay(
             redis,
             dead_letters.find(redis, _filter(**filters)),
@@ -121,7 +116,7 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
     @click.option("--yes", is_flag=True, help="Do not ask for confirmation")
     def purge(yes: bool, **filters: str | None) -> None:
         """Delete dead letters for good."""
-        redis, _ = redis_and_config()
+        redis, _ = redis_and_config(load)
         letters = dead_letters.find(redis, _filter(**filters))
         if letters and not yes:
             click.confirm(f"delete {len(letters)} dead letter(s) for good?", abort=True)

@@ -9,8 +9,8 @@ from redis import Redis
 
 from config.model import RelayConfig
 from config.settings import Settings
+from relay.cli.options import redis_and_config
 from relay.store import destination_state, queues, stats
-from relay.store.connection import connect
 
 
 def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]) -> None:
@@ -23,17 +23,13 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
         if ctx.invoked_subcommand is None:
             ctx.invoke(list_)
 
-    def redis_and_config() -> tuple[Redis, RelayConfig]:
-        settings, config = load()
-        return connect(settings.require_redis_url(), settings.redis_tls_verify), config
-
     @group.command("list")
     def list_() -> None:
         """One line per destination: active or paused (why, since when), failures, and its backlog:
         waiting (due now, and how long the oldest has waited), scheduled (retries, rate-capped
         replays), in flight, parked (waiting for a pause to end), and the attempts since the start of the
         minute before (UTC)."""
-        redis, config = redis_and_config()
+        redis, config = redis_and_config(load)
         # Deliveries may still wait for a destination that was since removed from the config.
         names = list(config.destinations) + sorted(queues.names_in_use(redis) - set(config.destinations))
         recent = stats.read(redis, stats.MINUTE)
@@ -66,7 +62,7 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
     @click.option("--reason", default="paused by an operator", show_default=True)
     def pause(name: str, reason: str) -> None:
         """Pause NAME: its deliveries wait (they are not dropped) until it is resumed."""
-        redis, config = redis_and_config()
+        redis, config = redis_and_config(load)
         known(config, name)
         if not destination_state.pause(redis, name, reason, "operator", None):
             click.echo(f"{name} is already paused", err=True)
@@ -77,7 +73,7 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
     @click.argument("name")
     def resume(name: str) -> None:
         """Resume NAME and release the deliveries that waited for it."""
-        redis, config = redis_and_config()
+        redis, config = redis_and_config(load)
         known(config, name, redis)  # a removed destination's waiting deliveries can still be released
         released = destination_state.resume(redis, name, "an operator", config.state_ttl)
         if released is None:

@@ -7,14 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from redis import Redis
 
-from config.durations import parse_duration
 from config.model import RelayConfig
 from config.settings import Settings
+from relay.cli.options import duration, redis_and_config
 from relay.cli.sessions import shown
 from relay.store import event_log
-from relay.store.connection import connect
 
 EXIT_UNKNOWN = 1  # no such event in the log
 
@@ -26,17 +24,13 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
     def group() -> None:
         """The event log: every event, the rules that fired, its deliveries and their attempts."""
 
-    def redis_and_config() -> tuple[Redis, RelayConfig]:
-        settings, config = load()
-        return connect(settings.require_redis_url(), settings.redis_tls_verify), config
-
     @group.command("list", short_help="List logged events, newest first.")
     @click.option("--session", help="Only events of this sessionId")
     @click.option("--measurement", help="Only events with this measurementId")
     @click.option("--code", help="Only events with this code, e.g. CONSTRAINT_VIOLATION or SESSION_FAILED")
     @click.option("--destination", help="Only events routed to this destination")
     @click.option("--outcome", type=click.Choice(event_log.OUTCOMES), help="Only events that came to this")
-    @click.option("--since", callback=_duration, help="Only events of the last ..., e.g. 2h, 30m, 7d")
+    @click.option("--since", callback=duration, help="Only events of the last ..., e.g. 2h, 30m, 7d")
     @click.option(
         "--limit", type=click.IntRange(1, event_log.LIMIT_MAX), default=50, show_default=True, help="At most this many"
     )
@@ -53,7 +47,7 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
     ) -> None:
         """One line per event, newest first: when it was received (UTC), its id, code, outcome,
         and each destination's state with its attempts."""
-        redis, _ = redis_and_config()
+        redis, _ = redis_and_config(load)
         query = event_log.Query(
             session, measurement, code, destination, outcome, None if since is None else time.time() - since
         )
@@ -69,7 +63,7 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
     def show(event_id: str, as_json: bool) -> None:
         """The event's code, session, rules fired and destinations, every attempt with its status
         and duration, then its body."""
-        redis, config = redis_and_config()
+        redis, config = redis_and_config(load)
         found = event_log.detail(redis, event_id)
         if found is None:
             click.echo(f"error: {event_log.not_found(event_id, config.event_log.retention)}", err=True)
@@ -78,15 +72,6 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
             click.echo(json.dumps(found))
             return
         click.echo("\n".join(show_lines(found)))
-
-
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 def _time(iso: str) -> str:

@@ -11,14 +11,12 @@ from datetime import datetime
 from typing import Any
 
 import click
-from redis import Redis
 
-from config.durations import parse_duration
 from config.model import RelayConfig
 from config.settings import Settings
+from relay.cli.options import duration, redis_and_config
 from relay.domain.session import OUTCOMES
 from relay.store import session_view
-from relay.store.connection import connect
 
 EXIT_UNKNOWN = 1  # no such session
 _PLAIN = re.compile(r"[!-~]+")  # printable ASCII without spaces: shown as it is, anything else quoted
@@ -31,13 +29,9 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
     def group() -> None:
         """The WMS sessions followed: their outcomes, and each one's timeline and deliveries."""
 
-    def redis_and_config() -> tuple[Redis, RelayConfig]:
-        settings, config = load()
-        return connect(settings.require_redis_url(), settings.redis_tls_verify), config
-
     @group.command("list", short_help="List sessions, newest first.")
     @click.option("--outcome", type=click.Choice(OUTCOMES), help="Only sessions with this outcome")
-    @click.option("--since", callback=_duration, help="Only sessions with an event within this long, e.g. 2h, 30m, 7d")
+    @click.option("--since", callback=duration, help="Only sessions with an event within this long, e.g. 2h, 30m, 7d")
     @click.option("--source", help="Only sessions at this source")
     @click.option(
         "--limit",
@@ -50,7 +44,7 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
     def list_(outcome: str | None, since: float | None, source: str | None, limit: int, as_json: bool) -> None:
         """One line per session, newest first: its last event's time (UTC), source, sessionId,
         outcome (and reason), events, gaps and measurementId."""
-        redis, _ = redis_and_config()
+        redis, _ = redis_and_config(load)
         listing = session_view.find(
             redis, outcome, source, None if since is None else time.time() - since, limit
         ).to_json()
@@ -66,7 +60,7 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
     def show(session_id: str, source: str | None, as_json: bool) -> None:
         """The session's outcome and what decided it, then its timeline: one line per event with
         its deliveries to each destination, and a line for each gap in its sequence numbers."""
-        redis, config = redis_and_config()
+        redis, config = redis_and_config(load)
         where = [source] if source else list(config.sources)
         found = session_view.lookup(redis, session_id, where)
         if not found:
@@ -83,15 +77,6 @@ def register(main: click.Group, load: Callable[[], tuple[Settings, RelayConfig]]
             click.echo("\n".join(json.dumps(d) for d in details))
             return
         click.echo("\n\n".join("\n".join(show_lines(d)) for d in details))
-
-
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 def _wanted(outcome: str | None, source: str | None, since: float | None) -> str:

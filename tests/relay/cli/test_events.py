@@ -3,10 +3,12 @@ events posted to the app, fanned out and delivered by an in-process worker to lo
 tests/relay/cli/test_sessions.py's failed_session). Times and durations vary from run to run:
 they are checked for their shape, the rest of every line exactly."""
 
+# The fixtures `relay` and `env` are test_sessions.py's, imported: a test naming one is no redefinition.
+# ruff: noqa: F811
+
 import json
 import re
 
-import pytest
 from click.testing import CliRunner
 
 from relay.cli.main import main
@@ -14,28 +16,11 @@ from relay.domain.samples import to_body
 from relay.domain.scenarios import play
 from relay.store import event_log
 from tests.conftest import Relay, signed_post
-from tests.relay.cli.test_sessions import FAILED_MID, SESSIONS_YAML, T0, failed_session
+from tests.relay.cli.test_sessions import FAILED_MID, T0, env, failed_session, relay  # noqa: F401 (fixtures)
 
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 MS = re.compile(r"\b\d+(\.\d)? ms\b")
 RETRY = re.compile(r"retry in \d+(\.\d)?s")
-
-
-@pytest.fixture
-def relay(relay_factory) -> Relay:
-    """The relay of SESSIONS_YAML: sources wms and kiosk; Slack, mail and a callback (crm)."""
-    return relay_factory(SESSIONS_YAML)
-
-
-@pytest.fixture
-def env(redis_server, tmp_path, smtp_peer):
-    """The environment of a `relay` command run beside the relay relay_factory builds."""
-    return {
-        "RELAY_CONFIG": str(tmp_path / "relay.yaml"),
-        "REDIS_URL": redis_server.url,
-        "SMTP_URL": smtp_peer.url,
-        "EMAIL_FROM": "relay@wms.example.com",
-    }
 
 
 def run(env, *args: str):

@@ -2,37 +2,16 @@
 list|show --json` and `relay stats --json`, behind the admin token, on a session built through the
 real path (tests/relay/cli/test_sessions.py's failed_session)."""
 
+# The fixtures `relay` and `env` are test_sessions.py's, imported: a test naming one is no redefinition.
+# ruff: noqa: F811
+
 import json
 
-import pytest
 from click.testing import CliRunner
 
 from relay.cli.main import main
-from tests.conftest import ADMIN_TOKEN
-from tests.relay.cli.test_sessions import FAILED_MID, SESSIONS_YAML, failed_session
-
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-@pytest.fixture
-def relay(relay_factory):
-    """The relay of SESSIONS_YAML: sources wms and kiosk; Slack, mail and a callback (crm)."""
-    return relay_factory(SESSIONS_YAML)
-
-
-@pytest.fixture
-def env(redis_server, tmp_path, smtp_peer):
-    """The environment of a `relay` command run beside `relay`."""
-    return {
-        "RELAY_CONFIG": str(tmp_path / "relay.yaml"),
-        "REDIS_URL": redis_server.url,
-        "SMTP_URL": smtp_peer.url,
-        "EMAIL_FROM": "relay@wms.example.com",
-    }
-
-
-def get(relay, path: str, **query: str):
-    return relay.client.get(path, headers=AUTH, query_string=query)
+from tests.relay.cli.test_sessions import FAILED_MID, env, failed_session, relay  # noqa: F401 (fixtures)
+from tests.relay.web.test_admin_sessions import AUTH, get
 
 
 def cli_json(env, *args: str) -> dict:

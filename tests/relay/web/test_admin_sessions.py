@@ -2,6 +2,9 @@
 list|show --json`, behind the admin token, on sessions built through the real path (the builders
 are tests/relay/cli/test_sessions.py's)."""
 
+# The fixtures `relay` and `env` are test_sessions.py's, imported: a test naming one is no redefinition.
+# ruff: noqa: F811
+
 import json
 import time
 from datetime import UTC, datetime
@@ -13,26 +16,17 @@ from relay.cli.main import main
 from relay.domain.scenarios import play
 from relay.store import keys, sessions
 from tests.conftest import ADMIN_TOKEN
-from tests.relay.cli.test_sessions import FAILED_MID, SESSIONS_YAML, T0, failed_session, post, three_sessions
+from tests.relay.cli.test_sessions import (  # noqa: F401 (fixtures)
+    FAILED_MID,
+    T0,
+    env,
+    failed_session,
+    post,
+    relay,
+    three_sessions,
+)
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-@pytest.fixture
-def relay(relay_factory):
-    """The relay of SESSIONS_YAML: sources wms and kiosk; Slack, mail and a callback (crm)."""
-    return relay_factory(SESSIONS_YAML)
-
-
-@pytest.fixture
-def env(redis_server, tmp_path, smtp_peer):
-    """The environment of a `relay sessions` command run beside `relay`."""
-    return {
-        "RELAY_CONFIG": str(tmp_path / "relay.yaml"),
-        "REDIS_URL": redis_server.url,
-        "SMTP_URL": smtp_peer.url,
-        "EMAIL_FROM": "relay@wms.example.com",
-    }
 
 
 def get(relay, path: str, **query: str):
