@@ -11,7 +11,7 @@ Two structures (docs/event-log.md):
   line per attempt, added by whoever records the attempt (lua/delivered.lua,
   lua/event_attempt.lua) in the same script or transaction. One hash per session, not a key per
   event: a key costs ~100 bytes of name, table entries and expiry that a hash field does not, and
-  a session's timeline reads its events' records in one command. It expires `retention` after the
+  a session's timeline reads its events' records in one round trip. It expires `retention` after the
   session's last event was logged.
 
 This is the one record of attempts: the dead letters keep their own delivery's (dead_letters.add),

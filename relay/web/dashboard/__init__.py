@@ -4,8 +4,9 @@ admin token typed into a login form. Off, and 404 like the rest of /admin, witho
 RELAY_ADMIN_TOKEN.
 
 Its modules: `blueprint` (the blueprint, its pages' rendering, headers and errors), `auth` (the
-session cookie, login, logout, CSRF), `filters` (the query strings' validation), and one view
-module per page group: `overview`, `sessions`, `events`, `destinations`, `dead_letters`.
+session cookie, login, logout, CSRF), and one view module per page group: `overview`,
+`sessions`, `events`, `destinations`, `dead_letters`. The query strings are checked by
+relay/web/filters.py, as the admin API's are.
 """
 
 from flask import Flask

@@ -80,7 +80,8 @@ def test_the_dead_letters_page_lists_filters_and_links_them(ui):
     assert '<form id="dead-letter-filter"' in page
     for eid in ids:
         assert f'<a class="dead-letter-link" href="/admin/ui/dead-letters/crm/{eid}">{eid}</a>' in page
-    assert '<a id="purge-link" href="/admin/ui/dead-letters/purge">' in page
+    # Unfiltered, the link asks to purge them all: its confirmation page says how many first.
+    assert '<a id="purge-link" href="/admin/ui/dead-letters/purge?all=1">Purge all dead letters' in page
     session = ids[0].split(":")[1]
     page = ui.client.get("/admin/ui/dead-letters", query_string={"destination": "crm", "session": session}).text
     assert f'<a id="purge-link" href="/admin/ui/dead-letters/purge?destination=crm&amp;session={session}">' in page
