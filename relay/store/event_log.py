@@ -112,8 +112,7 @@ def attempts_of(redis: Redis | Pipeline, event_id: str, destination: str | None 
     """The recorded attempts of an event's deliveries (to `destination` only, if given), oldest
     first; [] when the event is not logged (or no longer). On a pipeline in WATCH mode it reads at
     once, as relay/store/deliveries.py's finish does."""
-    raw = replies.optional_bytes(redis.hget(*where(event_id)))
-    found = [] if raw is None else [attempts.record_of(event_id, line) for line in _parse(raw)[2]]
+    found = _attempts(event_id, replies.optional_bytes(redis.hget(*where(event_id))))
     return [a for a in found if destination is None or a["destination"] == destination]
 
 
@@ -122,10 +121,11 @@ def attempts_of_many(redis: Redis, event_ids: list[str]) -> dict[str, list[dict]
     pipe = redis.pipeline(transaction=False)
     for event_id in event_ids:
         pipe.hget(*where(event_id))
-    return {
-        event_id: [] if raw is None else [attempts.record_of(event_id, line) for line in _parse(raw)[2]]
-        for event_id, raw in zip(event_ids, pipe.execute(), strict=True)
-    }
+    return {event_id: _attempts(event_id, raw) for event_id, raw in zip(event_ids, pipe.execute(), strict=True)}
+
+
+def _attempts(event_id: str, raw: bytes | None) -> list[dict]:
+    return [] if raw is None else [attempts.record_of(event_id, line) for line in _parse(raw)[2]]
 
 
 def every_attempt(redis: Redis) -> list[dict]:
