@@ -21,6 +21,7 @@ outcome, or none yet.
 """
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,22 +41,26 @@ from relay.store import attempts, keys, replies, scripts
 OUTCOMES = ("failed", "retrying", "pending", "delivered", "grouped", "unrouted")
 SCAN_MAX = 50_000  # index entries one search reads at most: bounds its time on a busy week
 LIMIT_MAX = 1000
-_PAGE = 500
+_PAGE = 500  # index entries read at a time
+_RECORDS = 100  # records read at a time: bodies may be large (up to ingest.max_body_bytes each)
 
 
 def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+# A grouped message's id ends so (relay.domain.event.group_suffix); a destination name has no ':'.
+_GROUP = re.compile(r"(.*):(group:[^:]+:part-\d+)")
+
+
 def split_id(event_id: str) -> tuple[str, str, str]:
-    """(source, sessionId, sequence or derived name) of an event id."""
+    """(source, sessionId, sequence or derived name) of an event id. Only the whole form of a
+    derived id counts as one: a sessionId may itself hold ':group:' or ':session'."""
     source, _, rest = event_id.partition(":")
-    if rest.endswith(":session"):
-        return source, rest[: -len(":session")], "session"
+    group = _GROUP.fullmatch(rest)
+    if group:
+        return source, group[1], group[2]
     session, _, tail = rest.rpartition(":")
-    if ":group:" in rest:  # '<sessionId>:group:<destination>:<part>'
-        session, _, tail = rest.partition(":group:")
-        tail = f"group:{tail}"
     return source, session, tail
 
 
@@ -183,16 +188,17 @@ def find(redis: Redis, query: Query, limit: int = 50) -> dict[str, Any]:
     more = False
     batch: list[tuple[float, dict[bytes, bytes]]] = []
 
+    paused = Paused(redis)
+
     def flush() -> None:
         nonlocal more
         pipe = redis.pipeline(transaction=False)
         for _, f in batch:
             pipe.hget(*where(f[b"id"].decode()))
-        values = cast(list[bytes | None], pipe.execute())
-        for (logged_at, fields), raw in zip(batch, values, strict=True):
-            if raw is None:  # expired before its index entry was trimmed
-                continue
-            summary = _summary(fields[b"id"].decode(), logged_at, fields, _parse(raw))
+        records = [(entry, _parse(raw)) for entry, raw in zip(batch, pipe.execute(), strict=True) if raw is not None]
+        paused.learn({d for _, ((_, _, destinations, _, _), _, _) in records for d in destinations})
+        for (logged_at, fields), record in records:  # a record gone expired before its index entry
+            summary = _summary(fields[b"id"].decode(), logged_at, fields, record, paused.names)
             if query.outcome is None or summary["outcome"] == query.outcome:
                 if len(found) >= limit:
                     more = True
@@ -204,7 +210,7 @@ def find(redis: Redis, query: Query, limit: int = 50) -> dict[str, Any]:
         scanned += 1
         if query.wants(fields):
             batch.append((logged_at, fields))
-            if len(batch) >= min(_PAGE, limit + 1):
+            if len(batch) >= min(_RECORDS, limit + 1):
                 flush()
                 if more:
                     break
@@ -224,9 +230,31 @@ def _parse(raw: bytes) -> tuple[list, str, list[list]]:
     return header, raw[end + 1 : body_end].decode(), [json.loads(line) for line in lines if line]
 
 
-def _states(destinations: list[str], lines: list[list]) -> dict[str, dict[str, Any]]:
-    """Per destination: its state (ok, failed, retrying, pending) from its last attempt, and how
-    many attempts it had."""
+class Paused:
+    """Which destinations are paused now, asked of Redis once per name in one search."""
+
+    def __init__(self, redis: Redis):
+        self.redis = redis
+        self.names: set[str] = set()
+        self._asked: set[str] = set()
+
+    def learn(self, destinations: set[str]) -> None:
+        """Ask about the `destinations` not asked about yet, in one round trip."""
+        new = sorted(destinations - self._asked)
+        if not new:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for name in new:
+            pipe.hexists(keys.destination_key(name), "paused")
+        self.names |= {name for name, paused in zip(new, pipe.execute(), strict=True) if paused}
+        self._asked |= set(new)
+
+
+def _states(destinations: list[str], lines: list[list], paused: set[str]) -> dict[str, dict[str, Any]]:
+    """Per destination: its state from its last attempt (ok; failed: no retry follows; retrying;
+    pending: none yet), or waiting when that delivery is not done and its destination is paused
+    now (it waits for the pause to end, whatever retry its last attempt planned); and how many
+    attempts it had."""
     out: dict[str, dict[str, Any]] = {d: {"state": "pending", "attempts": 0} for d in destinations}
     for line in lines:
         attempt = attempts.record_of("", line)
@@ -235,23 +263,33 @@ def _states(destinations: list[str], lines: list[list]) -> dict[str, dict[str, A
         entry["state"] = (
             "ok" if attempt["outcome"] == "ok" else "retrying" if attempt["next_retry_in"] is not None else "failed"
         )
+    for name, entry in out.items():
+        if entry["state"] in ("retrying", "pending") and name in paused:
+            entry["state"] = "waiting"
     return out
+
+
+# An event's outcome from its destinations' states, worst first: a delivery waiting for a paused
+# destination needs the operator as much as one that failed.
+_WORST = (("failed", "failed"), ("waiting", "failed"), ("retrying", "retrying"), ("pending", "pending"))
 
 
 def _outcome(states: dict[str, dict[str, Any]], grouped: list[str]) -> str:
     if not states:
         return "grouped" if grouped else "unrouted"
     seen = {s["state"] for s in states.values()}
-    for state, outcome in (("failed", "failed"), ("retrying", "retrying"), ("pending", "pending")):
+    for state, outcome in _WORST:
         if state in seen:
             return outcome
     return "delivered"
 
 
-def _summary(event_id: str, logged_at: float, fields: dict[bytes, bytes], record: tuple[list, str, list[list]]) -> dict:
+def _summary(
+    event_id: str, logged_at: float, fields: dict[bytes, bytes], record: tuple[list, str, list[list]], paused: set[str]
+) -> dict:
     (received_at, rules, destinations, grouped, _), _, lines = record
     source, session, _ = split_id(event_id)
-    states = _states(destinations, lines)
+    states = _states(destinations, lines, paused)
     return {
         "id": event_id,
         "received_at": iso(received_at),
@@ -291,7 +329,9 @@ def detail(redis: Redis, event_id: str) -> dict[str, Any] | None:
         event: Event | None = parse_event(source, body.encode(), derived=not name.isdigit())
     except InvalidEvent:
         event = None
-    states = _states(destinations, lines)
+    paused = Paused(redis)
+    paused.learn(set(destinations))
+    states = _states(destinations, lines, paused.names)
     # While its delivery states are kept: "dead" says a failure ended as a dead letter.
     for destination, value in cast(dict[bytes, bytes], redis.hgetall(keys.delivery_key(event_id))).items():
         name_, value_ = destination.decode(), value.decode()

@@ -12,7 +12,7 @@ from relay.domain.event import parse_event
 from relay.domain.outcome import Outcome
 from relay.domain.samples import sample_event, to_body
 from relay.domain.times import iso
-from relay.store import attempts, dead_letters, event_log, keys
+from relay.store import attempts, dead_letters, destination_state, event_log, keys
 from relay.store.event_log import Query
 from tests.conftest import Relay
 from tests.relay.cli.test_sessions import FAILED_MID, SESSIONS_YAML, failed_session, post
@@ -213,3 +213,36 @@ def test_an_event_costs_well_under_a_kibibyte_besides_its_body(redis):
         f"{index / events:.0f} B; besides the body {besides_body:.0f} B per event"
     )
     assert besides_body < 450
+
+
+def test_a_delivery_waiting_for_a_paused_destination_makes_its_event_failed(relay):
+    failed_session(relay)  # ops-slack answered 503 to sequence 8: a retry is planned
+    before = event_log.detail(relay.redis, "wms:s-failed:8")
+    assert before is not None and before["destinations"]["ops-slack"] == {"state": "retrying", "attempts": 1}
+    destination_state.pause(relay.redis, "ops-slack", "maintenance", "operator", None)
+    after = event_log.detail(relay.redis, "wms:s-failed:8")
+    assert after is not None and after["destinations"]["ops-slack"] == {"state": "waiting", "attempts": 1}
+    # A new event for the paused destination waits without an attempt: its event has failed for now.
+    post(relay, [sample_event("CONSTRAINT_VIOLATION", "s-paused", 0)])
+    relay.drain()
+    [waiting] = event_log.find(relay.redis, Query(session="s-paused"))["events"]
+    assert (waiting["outcome"], waiting["destinations"]["ops-slack"]) == ("failed", {"state": "waiting", "attempts": 0})
+    assert ids(event_log.find(relay.redis, Query(outcome="failed", session="s-paused"))) == ["wms:s-paused:0"]
+    # Delivered ones stay delivered: only what is not done waits.
+    assert event_log.detail(relay.redis, "wms:s-failed:10")["outcome"] == "delivered"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("event_id", "parts"),
+    [
+        ("wms:s-1:7", ("wms", "s-1", "7")),
+        ("wms:s-1:session", ("wms", "s-1", "session")),
+        ("wms:s-1:group:ops-slack:part-2", ("wms", "s-1", "group:ops-slack:part-2")),
+        # A sessionId may hold what a derived id ends with: only the whole form counts.
+        ("wms:victim:group:ops-slack:part-1:x:5", ("wms", "victim:group:ops-slack:part-1:x", "5")),
+        ("wms:a:session:3", ("wms", "a:session", "3")),
+        ("wms:a:group:b:session", ("wms", "a:group:b", "session")),
+    ],
+)
+def test_an_event_id_is_split_into_source_session_and_its_field(event_id, parts):
+    assert event_log.split_id(event_id) == parts
