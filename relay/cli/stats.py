@@ -49,7 +49,7 @@ def stats_lines(figures: dict[str, Any]) -> list[str]:
         requests = window["requests"]
         refused = ", ".join(f"{n} {r}" for r, n in requests.items() if r not in ("accepted", "duplicate") and n)
         lines.append(
-            f"last {name} (since {window['since'][11:16]}Z): {requests['accepted']} accepted, "
+            f"last {name} (since {window['since'][:10]} {window['since'][11:16]}Z): {requests['accepted']} accepted, "
             f"{requests['duplicate']} duplicates, refused: {refused or 'none'}"
         )
         rows = [["destination", "attempts", "delivered", "failed", "dead letters", "p50", "p99"]]

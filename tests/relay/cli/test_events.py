@@ -28,12 +28,14 @@ def run(env, *args: str):
 
 
 BOUND = re.compile(r"<= \d+ ms|> 30000 ms")  # a send time's bucket bound
-SINCE = re.compile(r"since \d\d:\d\dZ")  # a window's start
+SINCE = re.compile(r"since \d{4}-\d\d-\d\d \d\d:\d\dZ")  # a window's start
 
 
 def stats_shape(text: str) -> list[str]:
     """`relay stats`'s lines with the bounds and times replaced, runs of spaces made one."""
-    return [re.sub(r" +", " ", SINCE.sub("since <hh:mm>Z", BOUND.sub("<ms>", line))) for line in text.splitlines()]
+    return [
+        re.sub(r" +", " ", SINCE.sub("since <date> <hh:mm>Z", BOUND.sub("<ms>", line))) for line in text.splitlines()
+    ]
 
 
 def shape(text: str) -> list[str]:
@@ -150,9 +152,9 @@ def test_stats_prints_the_last_hour_and_day_per_destination(relay, env):
     assert lines == [
         re.sub(r" +", " ", line)
         for line in [
-            f"last hour (since <hh:mm>Z): {counts}",
+            f"last hour (since <date> <hh:mm>Z): {counts}",
             *window,
-            f"last day (since <hh:mm>Z): {counts}",
+            f"last day (since <date> <hh:mm>Z): {counts}",
             *window,
             "p50/p99: bounds of send time buckets; 503 answers (Redis down) are counted only by GET /metrics",
         ]
@@ -168,9 +170,9 @@ def test_stats_prints_the_last_hour_and_day_per_destination(relay, env):
 def test_stats_on_an_empty_redis(relay, env):
     counts = "0 accepted, 0 duplicates, refused: none"
     assert stats_shape(run(env, "stats").output) == [
-        f"last hour (since <hh:mm>Z): {counts}",
+        f"last hour (since <date> <hh:mm>Z): {counts}",
         " no delivery attempts",
-        f"last day (since <hh:mm>Z): {counts}",
+        f"last day (since <date> <hh:mm>Z): {counts}",
         " no delivery attempts",
         "p50/p99: bounds of send time buckets; 503 answers (Redis down) are counted only by GET /metrics",
     ]
