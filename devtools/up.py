@@ -198,7 +198,8 @@ def run_dev(settings: "Settings", config: "RelayConfig", procfile: str, sinks: D
         BIND_HOST="127.0.0.1",
         PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
     )
-    say(f"local sinks: Slack and callbacks at {sinks.http_url}, mail at {sinks.smtp_url}")
+    mail = f"mail at {sinks.smtp_url}" if os.environ["SMTP_URL"] == sinks.smtp_url else "mail to your SMTP_URL"
+    say(f"local sinks: Slack and callbacks at {sinks.http_url}, {mail}")
     local = None
     if settings.redis_url is None:
         try:
@@ -221,7 +222,12 @@ def run_dev(settings: "Settings", config: "RelayConfig", procfile: str, sinks: D
             f"\nThe relay listens on http://127.0.0.1:{settings.port}/hooks/<source> "
             f"(sources: {', '.join(config.sources)}).\n"
             "Send a signed sample event from another terminal:  ./dev send-sample\n"
-            "Stop with Ctrl-C.\n"
+            + (
+                f"The dashboard: http://127.0.0.1:{settings.port}/admin/ui/ (log in with RELAY_ADMIN_TOKEN).\n"
+                if settings.admin_token
+                else ""
+            )
+            + "Stop with Ctrl-C.\n"
         )
         commands = {kind: procfile_command(kind, Path(procfile)) for kind in ("web", "worker")}
         return Processes(commands, env).run(stop)
