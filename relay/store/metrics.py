@@ -59,6 +59,7 @@ class DestinationGauges:
     """One destination's queue, in flight, pause and dead letters at scrape time."""
 
     waiting: int  # due now
+    oldest_wait: float  # seconds the oldest of them has waited (0: none)
     scheduled: int  # due later (retries, rate-capped replays)
     in_flight: int
     parked: int
@@ -116,7 +117,13 @@ def read(redis: Redis, destinations: list[str], absent_after: float, now: float 
         backlog = queues.backlog(redis, name, now)
         paused = redis.hexists(keys.destination_key(name), "paused")
         snap.destinations[name] = DestinationGauges(
-            backlog.waiting, backlog.scheduled, backlog.in_flight, backlog.parked, bool(paused), dead_by.get(name, 0)
+            backlog.waiting,
+            backlog.oldest_wait or 0.0,
+            backlog.scheduled,
+            backlog.in_flight,
+            backlog.parked,
+            bool(paused),
+            dead_by.get(name, 0),
         )
 
     status = presence.status(redis, absent_after, now)

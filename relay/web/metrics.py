@@ -129,6 +129,10 @@ class RedisCollector(Collector):
         yield send
         gauges = {
             "waiting": ("relay_destination_waiting", "deliveries due now and not yet taken"),
+            "oldest_wait": (
+                "relay_destination_oldest_wait_seconds",
+                "how long the oldest delivery due now has waited (0: none)",
+            ),
             "scheduled": ("relay_destination_scheduled", "deliveries due later (retries, rate-capped replays)"),
             "in_flight": ("relay_destination_in_flight", "deliveries being sent"),
             "parked": ("relay_destination_parked", "deliveries waiting for the paused destination"),

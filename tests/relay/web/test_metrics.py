@@ -1,5 +1,7 @@
 """GET /metrics: exact counts of ingest results, attempts, sessions and gauges; who may scrape it."""
 
+import time
+
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,6 +15,7 @@ from relay.store import destination_state
 from relay.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, CONFIG_ENV, CRM_SECRET, signed_post
 from tests.peers import Reply
+from workers.drain import Drain
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 NOT_FOUND = {"error": "not_found", "detail": "no such endpoint; webhooks are received at POST /hooks/<source>"}
@@ -159,3 +162,15 @@ def test_a_short_metrics_token_is_refused_at_start():
     assert raised.value.problems == [
         "METRICS_TOKEN: must be 'public' (no token) or at least 24 characters (a random token)"
     ]
+
+
+def test_a_destination_falling_behind_shows_its_oldest_wait(relay, http_peer):
+    assert signed_post(relay.client, body("WMS_LOADED", "s-behind", 0)).status_code == 202
+    Drain(relay.rt, name="tests").drain_all()  # fanned out; nothing sent yet
+    time.sleep(0.2)
+    got = scrape(relay.client)
+    assert got[("relay_destination_waiting", (("destination", "crm"),))] == 1
+    assert got[("relay_destination_oldest_wait_seconds", (("destination", "crm"),))] >= 0.2
+    relay.drain()
+    got = scrape(relay.client)
+    assert got[("relay_destination_oldest_wait_seconds", (("destination", "crm"),))] == 0
