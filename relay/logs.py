@@ -166,6 +166,12 @@ class _Demote(logging.Filter):
         return True
 
 
+def printable(text: str) -> str:
+    """`text` with anything unprintable (a newline, a control or formatting character) written as
+    its escape: a path or name a client chose cannot pose as a line of its own, or rearrange one."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def rejected(
     logger: logging.Logger,
     status: int,
@@ -183,7 +189,7 @@ def rejected(
         logging.WARNING if status == 401 else logging.INFO,
         "rejected %s %s from %s: %d %s: %s",
         method,
-        path,
+        printable(path),
         remote or "-",
         status,
         error,

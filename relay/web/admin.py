@@ -19,6 +19,7 @@ from redis import Redis
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import MapAdapter
 
+from relay import logs
 from relay.domain.session import OUTCOMES
 from relay.store import dead_letters, event_log, session_view, stats
 from relay.web import filters
@@ -38,10 +39,17 @@ def _authorize() -> None:
         log.warning(
             "admin: refused %s %s from %s: missing or invalid bearer token",
             request.method,
-            request.path,
+            logs.printable(request.path),
             request.remote_addr,
         )
         raise ApiError(401, "unauthorized", "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+
+
+@bp.after_request
+def _not_cached(response: Response) -> Response:
+    # Event bodies, sessionIds and receivers' answers: nothing a proxy or a browser should keep.
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 FILTER_KEYS = filters.DEAD_LETTER_KEYS

@@ -1,5 +1,7 @@
 """The admin API's front: nothing under /admin is said before the token is checked (issue 11, #7)."""
 
+import logging
+
 import pytest
 
 from relay.store import dead_letters
@@ -97,3 +99,17 @@ def test_a_bad_admin_body_is_400_and_changes_nothing(relay, path, body, detail):
     )
     assert (response.status_code, response.json) == (400, {"error": "invalid_request", "detail": detail})
     assert len(dead_letters.find(relay.redis, dead_letters.Filter())) == 2
+
+
+def test_no_admin_answer_is_cached(relay):
+    make_letters(relay, 1)
+    for headers in ({"Authorization": f"Bearer {ADMIN_TOKEN}"}, {}):  # an answer and a refusal
+        response = relay.client.get("/admin/dead-letters", headers=headers)
+        assert response.headers["Cache-Control"] == "no-store", response.status_code
+
+
+def test_a_refusal_logs_a_path_with_a_newline_as_its_escape(relay, caplog):
+    caplog.set_level(logging.INFO)
+    relay.client.get("/admin/x%0aWARNING forged: login from 10.6.6.6")
+    assert "rejected GET /admin/x\\nWARNING forged: login from 10.6.6.6 from 127.0.0.1: " in caplog.text
+    assert not any("\n" in record.getMessage() for record in caplog.records)
