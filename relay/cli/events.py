@@ -122,5 +122,7 @@ def show_lines(event: dict[str, Any]) -> list[str]:
         if a["detail"]:
             line += f"  {a['detail']}"
         lines.append(line)
-    lines += ["body:", event["body"]]
+    kept = len(event["body"].encode())
+    cut = f" (its first {kept:,} of {event['body_bytes']:,} bytes: the log keeps no more)"
+    lines += ["body" + (cut if kept < event["body_bytes"] else "") + ":", event["body"]]
     return lines

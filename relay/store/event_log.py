@@ -42,7 +42,11 @@ OUTCOMES = ("failed", "retrying", "pending", "delivered", "grouped", "unrouted")
 SCAN_MAX = 50_000  # index entries one search reads at most: bounds its time on a busy week
 LIMIT_MAX = 1000
 _PAGE = 500  # index entries read at a time
-_RECORDS = 100  # records read at a time: bodies may be large (up to ingest.max_body_bytes each)
+_RECORDS = 100  # records read at a time: bodies may be large (up to BODY_KEPT each)
+# The bytes of a body the log keeps. WMS's events are a few hundred bytes to a few kB; a sender
+# with the MAC secret could send ingest.max_body_bytes (256 KiB) each, which the log would keep
+# for its retention, where delivery forgets a body once delivered. Its first 32 KiB say what it was.
+BODY_KEPT = 32 * 1024
 
 
 def _compact(value: Any) -> str:
@@ -83,11 +87,14 @@ def log_event(
     """Queue on `pipe` the event's record and index entry, once (lua/event_log.lua); its answer is
     1 when logged, 0 when it was logged before."""
     now = time.time() if now is None else now
-    body = envelope["body"]
+    raw = envelope["body"].encode()
+    # Over BODY_KEPT, what a cut body can no longer tell: its size, code, severity, measurementId.
+    cut = [len(raw), event.code, event.severity, event.measurement_id] if len(raw) > BODY_KEPT else []
+    body = raw[:BODY_KEPT].decode(errors="ignore")  # not half a character
     # The body as received, after a header that says its length: JSON-escaping it inside the
     # header would cost ~10% of it again in backslashes.
     header = _compact(
-        [round(envelope["received_at"], 3), list(rules), list(destinations), list(grouped), len(body.encode())]
+        [round(envelope["received_at"], 3), list(rules), list(destinations), list(grouped), len(body.encode()), *cut]
     )
     key, field = where(event.id)
     fields = [
@@ -319,16 +326,21 @@ def not_found(event_id: str, retention: float) -> str:
 
 
 def detail(redis: Redis, event_id: str) -> dict[str, Any] | None:
-    """One event's record: body, rules fired, every attempt; None when not logged (or expired)."""
+    """One event's record: body (its first BODY_KEPT bytes; `body_bytes` says its size as
+    received), rules fired, every attempt; None when not logged (or expired)."""
     raw = replies.optional_bytes(redis.hget(*where(event_id)))
     if raw is None:
         return None
-    (received_at, rules, destinations, grouped, _), body, lines = _parse(raw)
+    header, body, lines = _parse(raw)
+    received_at, rules, destinations, grouped, kept = header[:5]
     source, session, name = split_id(event_id)
-    try:
-        event: Event | None = parse_event(source, body.encode(), derived=not name.isdigit())
-    except InvalidEvent:
-        event = None
+    size, code, severity, measurement = header[5:9] if len(header) > 5 else (kept, None, None, None)
+    if size == kept:
+        try:
+            event = parse_event(source, body.encode(), derived=not name.isdigit())
+            code, severity, measurement = event.code, event.severity, event.measurement_id
+        except InvalidEvent:
+            pass
     paused = Paused(redis)
     paused.learn(set(destinations))
     states = _states(destinations, lines, paused.names)
@@ -342,9 +354,9 @@ def detail(redis: Redis, event_id: str) -> dict[str, Any] | None:
         "id": event_id,
         "source": source,
         "session_id": session,
-        "code": event.code if event else None,
-        "severity": event.severity if event else None,
-        "measurement_id": event.measurement_id if event else None,
+        "code": code,
+        "severity": severity,
+        "measurement_id": measurement,
         "received_at": iso(received_at),
         "outcome": _outcome(states, grouped),
         "rules": rules,
@@ -352,4 +364,5 @@ def detail(redis: Redis, event_id: str) -> dict[str, Any] | None:
         "grouped": grouped,
         "attempts": [_shown(attempts.record_of(event_id, line)) for line in lines],
         "body": body,
+        "body_bytes": size,
     }

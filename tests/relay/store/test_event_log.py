@@ -7,7 +7,9 @@ import json
 import time
 
 import pytest
+from click.testing import CliRunner
 
+from relay.cli.main import main
 from relay.domain.event import parse_event
 from relay.domain.outcome import Outcome
 from relay.domain.samples import sample_event, to_body
@@ -15,7 +17,7 @@ from relay.domain.times import iso
 from relay.store import attempts, dead_letters, destination_state, event_log, keys
 from relay.store.event_log import Query
 from tests.conftest import Relay
-from tests.relay.cli.test_sessions import FAILED_MID, SESSIONS_YAML, failed_session, post
+from tests.relay.cli.test_sessions import FAILED_MID, SESSIONS_YAML, env, failed_session, post  # noqa: F401 (env: a fixture)
 
 SEQUENCES = (0, 1, 2, 5, 6, 7, 8, 9, 10)  # the failed session's, 3-4 never received
 CODES = {
@@ -246,3 +248,20 @@ def test_a_delivery_waiting_for_a_paused_destination_makes_its_event_failed(rela
 )
 def test_an_event_id_is_split_into_source_session_and_its_field(event_id, parts):
     assert event_log.split_id(event_id) == parts
+
+
+def test_a_body_over_32_kib_is_kept_cut_with_its_size_code_and_measurement(relay, env):  # noqa: F811
+    event = sample_event("CONSTRAINT_VIOLATION", "s-big", 0)
+    event["payload"] = {"measurementId": FAILED_MID, "pad": "é" * 40_000}  # 2 bytes each
+    body = to_body(event)
+    post(relay, [event])
+    relay.drain()
+    shown = event_log.detail(relay.redis, "wms:s-big:0")
+    assert shown is not None
+    kept = shown["body"].encode()
+    assert event_log.BODY_KEPT - 1 <= len(kept) <= event_log.BODY_KEPT and shown["body_bytes"] == len(body)
+    assert body.startswith(kept)  # whole characters only: a cut 'é' is dropped
+    assert (shown["code"], shown["severity"], shown["measurement_id"]) == ("CONSTRAINT_VIOLATION", "ERROR", FAILED_MID)
+    assert relay.http.to("/crm")[0].body == body  # delivered whole: the log only keeps less
+    printed = CliRunner().invoke(main, ["events", "show", "wms:s-big:0"], env=env, catch_exceptions=False).output
+    assert f"\nbody (its first {len(kept):,} of {len(body):,} bytes: the log keeps no more):\n" in printed
