@@ -76,6 +76,11 @@
                                         most that long (and more than the bucket below), and
                                         "<destination>|sum" -> their seconds: the send histogram
 - relay:metrics:sessions        hash    outcome -> sessions whose outcome was emitted
+- relay:dashboard:secret        string  32 random bytes, set once (SET NX, no expiry): mixed with the
+                                        admin token into the key that signs the dashboard's cookie
+                                        (relay/web/dashboard/auth.py)
+- relay:dashboard:revoked:<session id>  string  "1": a dashboard login ended by its logout; expires
+                                        when that login would have
 """
 
 INBOX = "relay:inbox"
@@ -96,6 +101,7 @@ LEGACY_LEASES = "relay:leases"
 LEGACY_SWEEPER = "relay:sweeper"
 # Written by versions before the event log (it keeps every attempt now): deleted (workers/migrate.py).
 LEGACY_ATTEMPT_LOG = "relay:attempt-log"
+DASHBOARD_SECRET = "relay:dashboard:secret"
 
 
 def dedup_key(event_id: str) -> str:
@@ -173,3 +179,8 @@ def group_key(destination: str, source: str, session_id: str) -> str:
 def order_key(destination: str, source: str, session_id: str) -> str:
     """One session's ordered delivery to one destination (relay/store/ordering.py)."""
     return f"relay:order:{destination}:{source}:{session_id}"
+
+
+def dashboard_revoked_key(session_id: str) -> str:
+    """Marks a dashboard login (its random session id) as ended by a logout."""
+    return f"relay:dashboard:revoked:{session_id}"

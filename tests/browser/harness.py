@@ -20,6 +20,7 @@ from typing import Any
 import requests
 from redis import Redis
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -210,11 +211,30 @@ def wait(driver: WebDriver, timeout: float = WAIT) -> WebDriverWait:
     return WebDriverWait(driver, timeout)
 
 
+def _replaced(page: WebElement) -> Callable[[WebDriver], bool]:
+    """A wait condition: `page` (the old document's root) is gone. Chromium says so with a stale
+    element error, or, when asked while the new document replaces it, with an inspector error
+    that Selenium does not map to one (seen under load in the suite)."""
+
+    def check(_: WebDriver) -> bool:
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    return check
+
+
 def click_and_load(driver: WebDriver, element: WebElement) -> None:
     """Click `element` (a link or a form's button) and wait until the page it leads to is there."""
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    wait(driver).until(expected_conditions.staleness_of(page))
+    wait(driver).until(_replaced(page))
     wait(driver).until(expected_conditions.presence_of_element_located((By.TAG_NAME, "body")))
 
 

@@ -10,13 +10,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+import requests
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.select import Select
 
 from devtools.local_redis import free_port
+from relay.domain.samples import sample_session, to_body
 from relay.domain.scenarios import SCENARIOS
+from relay.domain.signature import compute
 from relay.store import keys
 from tests.browser.harness import (
     FAILING,
@@ -29,6 +32,7 @@ from tests.browser.harness import (
     log_in,
     wait,
 )
+from tests.conftest import SECRET
 
 pytestmark = pytest.mark.slow
 
@@ -192,6 +196,45 @@ def test_a_wrong_token_is_refused_and_sets_no_cookie(driver, relay_processes):
     assert driver.get_cookie("relay_admin") == before  # the 401 set no cookie
     driver.get(f"{relay_processes.url}/admin/ui/")
     assert_at_login(driver, "/admin/ui/")
+
+
+def play(relay: RunningRelay, session_id: str) -> str:
+    """Post camera-denied's events as WMS would, under `session_id`; wait until its outcome is a
+    dead letter at the failing destination; return the outcome's event id."""
+    for event in sample_session(SCENARIOS["camera-denied"].codes, session_id):
+        body = to_body(event)
+        response = requests.post(
+            f"{relay.url}/hooks/wms",
+            data=body,
+            headers={"Content-Type": "application/json", "X-WMS-Content-MAC": compute(SECRET, body)},
+            timeout=5,
+        )
+        assert response.status_code == 202, response.text
+    event_id = f"wms:{session_id}:session"
+    relay.wait_for(lambda: relay.redis.exists(keys.dead_letter_key(FAILING, event_id)), 15, f"{event_id}'s letter")
+    return event_id
+
+
+def test_a_replay_form_of_a_session_id_with_dot_segments_replays_that_letter(driver, relay_processes):
+    # Were its "/" left as they are, the browser would resolve this letter's replay form to
+    # /admin/ui/dead-letters/partner/wms:victim:session/replay: the victim's.
+    victim = play(relay_processes, "victim")
+    hostile = play(relay_processes, f"x/../../{FAILING}/wms:victim")
+    sent = {eid: sent_to_failing(relay_processes, eid) for eid in (victim, hostile)}
+    assert sent == {victim: 2, hostile: 2}
+    log_in(driver, relay_processes.url)
+    driver.get(f"{relay_processes.url}/admin/ui/dead-letters")
+    click_and_load(driver, link_to(driver, "dead-letter-link", f"/admin/ui/dead-letters/{FAILING}/{hostile}"))
+    encoded = f"/admin/ui/dead-letters/{FAILING}/wms:x%2F..%2F..%2F{FAILING}%2Fwms:victim:session"
+    assert path_of(driver) == encoded
+    form = driver.find_element(By.ID, "replay-button").find_element(By.XPATH, "./ancestor::form")
+    assert urlsplit(form.get_attribute("action")).path == f"{encoded}/replay"  # as the browser resolved it
+    click_and_load(driver, driver.find_element(By.ID, "replay-button"))
+    assert text_of(driver, "notice") == "replayed 1 dead letter"
+    relay_processes.wait_for(
+        lambda: sent_to_failing(relay_processes, hostile) > 2, 10, "the hostile letter's replay at the receiver"
+    )
+    assert sent_to_failing(relay_processes, victim) == 2  # the victim's letter was left alone
 
 
 class _Attacker:

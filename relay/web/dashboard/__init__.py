@@ -12,13 +12,17 @@ relay/web/filters.py, as the admin API's are.
 from flask import Flask
 
 from relay.web.dashboard import auth, dead_letters, destinations, events, overview, sessions
-from relay.web.dashboard.blueprint import bp
+from relay.web.dashboard.blueprint import IdConverter, bp, visible
 
 __all__ = ["register"]
 _VIEWS = (auth, dead_letters, destinations, events, overview, sessions)  # imported for their routes
 
 
 def register(app: Flask) -> None:
-    """Serve the dashboard from `app`: its blueprint, and the session cookie only its paths use."""
+    """Serve the dashboard from `app`: its blueprint, the session cookie only its paths use, the
+    `id` converter of its routes, and the finalize that shows every value's invisible formatting
+    characters as escapes (the dashboard's are the only templates the app renders)."""
     app.session_interface = auth.DashboardSessions()
+    app.url_map.converters["id"] = IdConverter
+    app.jinja_env.finalize = visible
     app.register_blueprint(bp)

@@ -2,27 +2,39 @@
 cookie; a CSRF token in every form; the whole dashboard 404 (JSON, like the rest of /admin)
 while RELAY_ADMIN_TOKEN is unset.
 
-The cookie is Flask's signed session, signed with a key derived from the admin token: every
-gunicorn worker and every process agree on it without a setting of its own, and changing the
-token logs everyone out. Only /admin/ui opens a session (DashboardSessions.open_session): every
-other path, the webhook ingest above all, gets Flask's null session and never a cookie.
+The cookie is Flask's signed session, signed with HMAC-SHA256(secret, admin token + context),
+the secret 32 random bytes kept in Redis (relay:dashboard:secret, made once with SET NX, read once
+per process and cached): a cookie, which anyone gets from the login page, cannot test guesses of
+the token offline; every gunicorn worker and every process agree on the key without a setting of
+its own; changing the token, or flushing Redis, logs everyone out. Without Redis the dashboard
+answers 503 and sets no cookie.
+
+A login carries a random session id (`sid`); its logout records it as revoked in Redis for what
+was left of its lifetime, so a copy of the cookie stops working too. Only /admin/ui opens a
+session (DashboardSessions.open_session): every other path, the webhook ingest above all, gets
+Flask's null session and never a cookie.
 """
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TypeGuard
+from typing import Any, TypeGuard
 from urllib.parse import quote, unquote, urlsplit
 
-from flask import Flask, Request, current_app, redirect, request, session
+from flask import Flask, Request, current_app, g, redirect, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
+from flask.wrappers import Response as FlaskResponse
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from redis import Redis
+from redis.exceptions import RedisError
 from werkzeug.wrappers import Response
 
 from config.secret import Secret
-from relay.web.dashboard.blueprint import PREFIX, PageError, bp, log, page
+from relay.store import keys
+from relay.web.dashboard.blueprint import PREFIX, PageError, bp, log, page, unavailable
 from relay.web.errors import ApiError
 
 COOKIE = "relay_admin"
@@ -38,46 +50,101 @@ OFF = "no such endpoint; webhooks are received at POST /hooks/<source>"
 PUBLIC = {"dashboard.login", "dashboard.static", "dashboard.bare"}  # reached without a login
 
 
-def _key(token: Secret) -> bytes:
-    return hmac.new(token.reveal().encode(), b"relay dashboard session", hashlib.sha256).digest()
+SECRET_BYTES = 32
+CACHED = "relay.dashboard.secret"  # app.extensions: this process's copy of relay:dashboard:secret
+CONTEXT = b"\0relay dashboard session"
+
+
+def signing_key(secret: bytes, token: Secret) -> bytes:
+    """The cookie's signing key: HMAC-SHA256(secret, token || context)."""
+    return hmac.new(secret, token.reveal().encode() + CONTEXT, hashlib.sha256).digest()
+
+
+def load_secret(app: Flask) -> bytes:
+    """relay:dashboard:secret, made now if no process made it yet, and cached in `app`.
+
+    Raises:
+        RedisError: Redis could not be reached.
+    """
+    redis: Redis = app.extensions["relay.redis"]
+    redis.set(keys.DASHBOARD_SECRET, secrets.token_bytes(SECRET_BYTES), nx=True)
+    secret = redis.get(keys.DASHBOARD_SECRET)
+    if not isinstance(secret, bytes):  # deleted between the two commands: the next request retries
+        raise RedisError(f"{keys.DASHBOARD_SECRET} vanished as it was read")
+    app.extensions[CACHED] = secret
+    return secret
+
+
+def _secret(app: Flask) -> bytes:
+    cached = app.extensions.get(CACHED)
+    return cached if isinstance(cached, bytes) else load_secret(app)
 
 
 def _ours(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
 
+class DashboardSession(SecureCookieSession):
+    """The dashboard's session; `unavailable` when Redis could not give the signing secret."""
+
+    unavailable = False
+
+
 class DashboardSessions(SecureCookieSessionInterface):
-    """Flask's signed cookie session, for /admin/ui only, keyed by the admin token."""
+    """Flask's signed cookie session, for /admin/ui only, keyed by the secret and the admin token."""
 
     salt = "relay-dashboard-session"
     digest_method = staticmethod(hashlib.sha256)
+    session_class = DashboardSession
 
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
-        """A serializer signing with the key derived from the admin token; None without one."""
+        """A serializer signing with the key of the secret and the admin token; None without a token.
+
+        Raises:
+            RedisError: the secret is not cached yet and Redis could not be reached.
+        """
         token = app.config["RELAY_SETTINGS"].admin_token
         if token is None:
             return None
         return URLSafeTimedSerializer(
-            _key(token),
+            signing_key(_secret(app), token),
             salt=self.salt,
             serializer=self.serializer,
             signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256},
         )
 
-    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        """The dashboard's session; None (Flask's null session, no cookie) on any other path."""
+    def open_session(self, app: Flask, request: Request) -> DashboardSession | None:
+        """The dashboard's session; None (Flask's null session, no cookie) on any other path.
+
+        Of several relay_admin cookies (one tossed in by a sibling subdomain, say), a login is
+        preferred to a session without one, and either to a cookie that does not verify."""
         if not _ours(request.path):
             return None
-        serializer = self.get_signing_serializer(app)
+        try:
+            serializer = self.get_signing_serializer(app)
+        except RedisError as exc:
+            log.error("dashboard: %s %r: redis error reading the session secret: %s", request.method, request.path, exc)
+            down = self.session_class()
+            down.unavailable = True
+            return down
         if serializer is None:
             return None
-        value = request.cookies.get(COOKIE)
-        if not value:
-            return self.session_class()
-        try:
-            return self.session_class(serializer.loads(value, max_age=int(LIFETIME.total_seconds())))
-        except BadSignature:  # another token's, tampered with, or too old
-            return self.session_class()
+        found: list[dict[str, Any]] = []
+        for value in request.cookies.getlist(COOKIE):
+            try:
+                loaded = serializer.loads(value, max_age=int(LIFETIME.total_seconds()))
+            except BadSignature:  # another key's, tampered with, or too old
+                continue
+            if isinstance(loaded, dict):
+                found.append(loaded)
+        found.sort(key=lambda data: not _is_time(data.get("login_at")))  # stable: logins first
+        return self.session_class(found[0] if found else {})
+
+    def save_session(self, app: Flask, session: SessionMixin, response: FlaskResponse) -> None:
+        """Flask's, except that a session opened without Redis writes nothing, not even a deletion."""
+        if isinstance(session, DashboardSession) and session.unavailable:
+            return
+        super().save_session(app, session, response)
 
     def get_cookie_name(self, app: Flask) -> str:
         """relay_admin."""
@@ -118,10 +185,27 @@ def _is_time(value: object) -> TypeGuard[float]:
 
 
 def logged_in() -> bool:
-    """Whether this request's session is a login younger than LIFETIME."""
-    at = session.get("login_at")
+    """Whether this request's session is a login younger than LIFETIME, not ended by a logout,
+    and signed with the secret Redis holds now (one MGET, once per request).
+
+    Raises:
+        RedisError: Redis could not be reached (a second call in the request then says False).
+    """
+    if "dashboard_login" in g:
+        return bool(g.dashboard_login)
+    g.dashboard_login = False
+    if isinstance(session, DashboardSession) and session.unavailable:
+        return False
+    at, sid = session.get("login_at"), session.get("sid")
     now = time.time()
-    return _is_time(at) and now - LIFETIME.total_seconds() < at <= now + 60
+    if not (_is_time(at) and now - LIFETIME.total_seconds() < at <= now + 60 and isinstance(sid, str)):
+        return False
+    secret, revoked = current_app.extensions["relay.redis"].mget(keys.DASHBOARD_SECRET, keys.dashboard_revoked_key(sid))
+    if secret != current_app.extensions.get(CACHED):  # deleted or flushed since: every login ends
+        load_secret(current_app)
+        return False
+    g.dashboard_login = revoked is None
+    return bool(g.dashboard_login)
 
 
 def csrf_token() -> str:
@@ -156,7 +240,7 @@ def login_url(target: str | None = None) -> str:
 
 def refuse(why: str) -> PageError:
     """A refused POST: logged with the reason (never the form), answered with the CSRF page."""
-    log.warning("dashboard: refused %s %s from %s: %s", request.method, request.path, request.remote_addr, why)
+    log.warning("dashboard: refused %s %r from %s: %s", request.method, request.path, request.remote_addr, why)
     return PageError(403, CSRF_FAILED, "Form refused")
 
 
@@ -178,6 +262,8 @@ def check_form() -> None:
 def _guard() -> Response | None:
     if current_app.config["RELAY_SETTINGS"].admin_token is None:
         raise ApiError(404, "not_found", OFF)
+    if isinstance(session, DashboardSession) and session.unavailable and request.endpoint != "dashboard.static":
+        return unavailable()
     if request.endpoint in PUBLIC:
         return None
     if not logged_in():
@@ -208,9 +294,12 @@ def login() -> Response:
     if not hmac.compare_digest(given.encode(), token.reveal().encode()):
         log.warning("dashboard: refused login from %s: wrong admin token", request.remote_addr)
         return page("login.html", 401, error=WRONG_TOKEN, next=target)
+    # Signed with the secret Redis holds now, not a copy cached before a flush.
+    load_secret(current_app)
     # A new session: nothing from before the login (its CSRF token included) carries over.
     session.clear()
     session["login_at"] = time.time()
+    session["sid"] = secrets.token_urlsafe(16)
     session["csrf"] = secrets.token_urlsafe(32)
     session.permanent = True
     log.warning("dashboard: login from %s", request.remote_addr)
@@ -219,7 +308,12 @@ def login() -> Response:
 
 @bp.post("/logout")
 def logout() -> Response:
-    """End the session: the cookie is deleted."""
+    """End the session: its id is revoked in Redis until it would have expired, and the cookie is
+    deleted."""
+    at, sid = session.get("login_at"), session.get("sid")
+    if _is_time(at) and isinstance(sid, str):  # always, past the guard
+        left = math.ceil(at + LIFETIME.total_seconds() - time.time())
+        current_app.extensions["relay.redis"].set(keys.dashboard_revoked_key(sid), "1", ex=max(left, 1))
     session.clear()
     log.warning("dashboard: logout from %s", request.remote_addr)
     return redirect(LOGIN, 303)

@@ -1,14 +1,21 @@
-"""The dashboard's blueprint under /admin/ui: how its pages are rendered, the headers every one
-of its answers carries, its error pages, and the catch-all that keeps every /admin/ui path here
-(away from the admin API's own catch-all, relay/web/admin.py)."""
+"""The dashboard's blueprint under /admin/ui: how its pages are rendered (every value shown with
+its invisible formatting characters made visible), the URL converter of the ids its paths carry,
+the headers every one of its answers carries, its error pages, and the catch-all that keeps every
+/admin/ui path here (away from the admin API's own catch-all, relay/web/admin.py)."""
 
+import functools
 import logging
+import re
+import sys
+import unicodedata
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, get_flashed_messages, render_template, request
 from redis import Redis
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
 
 from config.model import RelayConfig
 from config.settings import Settings
@@ -26,6 +33,46 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+UNAVAILABLE = "redis is unavailable; retry later"
+
+
+class IdConverter(BaseConverter):
+    """`<id:name>`: an id chosen by a sender (event and session ids) or a destination's name.
+
+    Written into a URL with every "/" percent-encoded (and "?", "#", "%", "\\"), so that an id
+    such as "x/../../crm/wms:victim" stays one path segment that a browser cannot normalise into
+    another page's address. It matches slashes, as `path` does: the server decodes the path
+    before routing.
+    """
+
+    part_isolating = False
+    regex = "[^/].*?"
+    weight = 200
+
+    def to_url(self, value: Any) -> str:
+        """`value` quoted for a path with "/" encoded too; ":" and "@" stay as they read."""
+        return quote(str(value), safe="!$&'()*+,:;=@")
+
+
+@functools.cache
+def _invisible() -> re.Pattern[str]:
+    """Every character of Unicode's category Cf (bidi controls, zero-width ones...): made once."""
+    found = (chr(c) for c in range(128, sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf")
+    return re.compile("[" + re.escape("".join(found)) + "]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def visible(value: Any) -> Any:
+    """The Jinja finalize of the app: a string's invisible formatting characters (category Cf,
+    such as U+202E, U+2066, U+200B) as escapes ("\\u202e") that cannot reorder or hide what an
+    operator reads. Markup (a macro's or include's output) was made of values already shown so."""
+    if not isinstance(value, str) or value.isascii() or hasattr(value, "__html__"):
+        return value
+    return _invisible().sub(_escape, value)
 
 
 class PageError(Exception):
@@ -72,12 +119,17 @@ def _page_error(exc: PageError) -> Response:
     return page("error.html", exc.status, error=exc.message, title=exc.title or f"Error {exc.status}")
 
 
-@bp.errorhandler(RedisError)
-def _redis_error(exc: RedisError) -> Response:
-    log.error("dashboard: %s %s: redis error: %s", request.method, request.path, exc)
-    response = page("error.html", 503, error="redis is unavailable; retry later", title="Redis is unavailable")
+def unavailable() -> Response:
+    """The 503 page answered while Redis cannot be reached."""
+    response = page("error.html", 503, error=UNAVAILABLE, title="Redis is unavailable")
     response.headers["Retry-After"] = "5"
     return response
+
+
+@bp.errorhandler(RedisError)
+def _redis_error(exc: RedisError) -> Response:
+    log.error("dashboard: %s %r: redis error: %s", request.method, request.path, exc)
+    return unavailable()
 
 
 @bp.route("/<path:rest>", methods=METHODS)

@@ -70,7 +70,7 @@ def _purge_scope(args: dict[str, str]) -> tuple[dict[str, str], dead_letters.Fil
     return given, which
 
 
-@bp.get("/dead-letters/<destination>/<path:event_id>")
+@bp.get("/dead-letters/<id:destination>/<id:event_id>")
 def letter(destination: str, event_id: str) -> Response:
     """One dead letter: why it died, its body, its attempts, and the replay form."""
     found = dead_letters.get(redis(), destination, event_id)
@@ -90,7 +90,7 @@ def _timed(record: dict) -> dict:
     return {**record, "at": iso(at)} if isinstance(at, (int, float)) else record
 
 
-@bp.post("/dead-letters/<destination>/<path:event_id>/replay")
+@bp.post("/dead-letters/<id:destination>/<id:event_id>/replay")
 def replay(destination: str, event_id: str) -> Response:
     """Give one dead letter a fresh delivery, as the admin API's replay does (never forced)."""
     found = dead_letters.get(redis(), destination, event_id)

@@ -72,7 +72,7 @@ def destinations() -> Response:
     return page("destinations.html", rows=found, recent_since=datetime.fromtimestamp(since, UTC).strftime("%H:%MZ"))
 
 
-@bp.post("/destinations/<name>/pause")
+@bp.post("/destinations/<id:name>/pause")
 def pause(name: str) -> Response:
     """Pause a configured destination: its deliveries wait, parked, until it is resumed."""
     if name not in config().destinations:
@@ -85,7 +85,7 @@ def pause(name: str) -> Response:
     return redirect(f"{PREFIX}/destinations", 303)
 
 
-@bp.post("/destinations/<name>/resume")
+@bp.post("/destinations/<id:name>/resume")
 def resume(name: str) -> Response:
     """Resume a destination (a removed one too: its parked deliveries can still be released)."""
     if name not in config().destinations and name not in queues.names_in_use(redis()):

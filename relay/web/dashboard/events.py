@@ -27,7 +27,7 @@ def events() -> Response:
     return page("events.html", given=given, outcomes=event_log.OUTCOMES, found=found)
 
 
-@bp.get("/events/<path:event_id>")
+@bp.get("/events/<id:event_id>")
 def event(event_id: str) -> Response:
     """One logged event."""
     found = event_log.detail(redis(), event_id)

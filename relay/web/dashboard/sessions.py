@@ -29,7 +29,7 @@ def sessions() -> Response:
     return page("sessions.html", given=given, outcomes=OUTCOMES, listing=listing.to_json())
 
 
-@bp.get("/sessions/<source>/<path:session_id>")
+@bp.get("/sessions/<id:source>/<id:session_id>")
 def session(source: str, session_id: str) -> Response:
     """One session: its outcome and why, and its timeline with gaps and deliveries."""
     found = session_view.lookup(redis(), session_id, [source])

@@ -85,8 +85,15 @@ def test_the_dead_letters_page_lists_filters_and_links_them(ui):
     session = ids[0].split(":")[1]
     page = ui.client.get("/admin/ui/dead-letters", query_string={"destination": "crm", "session": session}).text
     assert f'<a id="purge-link" href="/admin/ui/dead-letters/purge?destination=crm&amp;session={session}">' in page
+    # Nothing listed, nothing to purge: no link, filtered or not.
     elsewhere = ui.client.get("/admin/ui/dead-letters", query_string={"destination": "ops-slack"}).text
     assert 'class="dead-letter-link"' not in elsewhere
+    assert '<p class="small">0 dead letter(s).\n</p>' in elsewhere
+    assert 'id="purge-link"' not in elsewhere and "Purge" not in elsewhere
+    dead_letters.purge(ui.redis, dead_letters.find(ui.redis, dead_letters.Filter()))
+    empty = ui.client.get("/admin/ui/dead-letters").text
+    assert '<tr><td colspan="9">No dead letter matches.</td></tr>' in empty
+    assert 'id="purge-link"' not in empty and "Purge" not in empty
 
 
 def test_a_dead_letter_shows_why_its_body_and_attempts(ui):

@@ -133,7 +133,7 @@ def test_a_post_without_the_right_csrf_token_is_403_and_changes_nothing(ui, toke
     assert response.status_code == 403
     assert CSRF_FAILED in response.text
     assert destination_state.get(ui.redis, "crm").paused is None
-    assert "dashboard: refused POST /admin/ui/destinations/crm/pause from 127.0.0.1: missing or wrong CSRF token" in (
+    assert "dashboard: refused POST '/admin/ui/destinations/crm/pause' from 127.0.0.1: missing or wrong CSRF token" in (
         caplog.text
     )
     assert ui.client.post("/admin/ui/logout", data=data).status_code == 403

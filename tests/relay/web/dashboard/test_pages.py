@@ -6,15 +6,18 @@ import html
 import json
 import re
 import time
+from urllib.parse import urljoin, urlsplit
 
 import pytest
-from markupsafe import escape
+from markupsafe import Markup, escape
 
 from relay.domain.samples import sample_event, to_body
-from relay.store import destination_state, keys, queues
+from relay.store import dead_letters, destination_state, keys, queues
+from relay.web.dashboard.blueprint import visible
 from tests.conftest import signed_post
+from tests.peers import Reply
 from tests.relay.cli.test_sessions import FAILED_MID, SESSIONS_YAML, failed_session
-from tests.relay.web.dashboard.conftest import login
+from tests.relay.web.dashboard.conftest import csrf_of, login
 
 HOSTILE = "<script>alert('x')</script>&\"/.."
 
@@ -166,6 +169,19 @@ def test_an_event_shows_its_body_rules_and_attempts(failed):
     assert '<table id="attempts">' in page
 
 
+def test_an_event_whose_body_was_cut_says_so(ui):
+    event = sample_event("API_ERROR", "s-big", 0)
+    event["payload"] = {"pad": "x" * 40_000}
+    body = to_body(event)
+    assert signed_post(ui.client, body).status_code == 202
+    ui.drain()
+    page = get(ui, "/admin/ui/events/wms:s-big:0").text
+    assert (
+        f'<p class="small" id="body-cut">Its first 32768 of {len(body)} bytes: the event log keeps no more.</p>' in page
+    )
+    assert 'id="body-cut"' not in get(ui, "/admin/ui/events/wms:s-failed:8").text
+
+
 def test_an_unknown_event_is_a_404_page_saying_why(ui):
     response = get(ui, "/admin/ui/events/wms:nobody:1")
     assert response.status_code == 404
@@ -238,3 +254,95 @@ def test_a_bad_filter_gives_the_same_sentence_as_the_admin_api(ui):
         api = ui.client.get(f"/admin{path}", headers=AUTH, query_string=query).json["detail"]
         page = get(ui, f"/admin/ui{path}", **query).text
         assert f'<p class="error" id="error">{escape(api)}</p>' in page
+
+
+TWO_CALLBACKS_YAML = """
+sources:
+  wms: {mac_secrets: ["%(secret)s"]}
+destinations:
+  crm: {type: http, url: "%(http)s/crm", signing_secret: "%(crm_secret)s"}
+  dev-callback: {type: http, url: "%(http)s/dev-callback", signing_secret: "%(crm_secret)s"}
+rules:
+  - {name: everything, match: {}, to: [crm, dev-callback]}
+"""
+# A sender-chosen sessionId whose dot-segments, were its "/" left as they are, would turn the
+# replay form of its letter to crm into the replay form of wms:victim:0's letter to dev-callback.
+DOTTED = "x/../../dev-callback/wms:victim"
+DOTTED_ID = f"wms:{DOTTED}:0"
+DOTTED_PATH = "x%2F..%2F..%2Fdev-callback%2Fwms:victim"
+
+
+def test_ids_with_dot_segments_stay_one_segment_in_every_link_and_form(relay_factory):
+    relay = relay_factory(TWO_CALLBACKS_YAML)
+    assert login(relay.client).status_code == 303
+    for path in ("/crm", "/dev-callback"):
+        relay.http.script(path, Reply(400, b"rejected"), Reply(400, b"rejected"))
+    for session_id in (DOTTED, "victim"):
+        assert signed_post(relay.client, to_body(sample_event("WMS_LOADED", session_id, 0))).status_code == 202
+        relay.drain()
+    assert dead_letters.get(relay.redis, "crm", DOTTED_ID) is not None
+    assert dead_letters.get(relay.redis, "dev-callback", "wms:victim:0") is not None
+
+    listing = get(relay, "/admin/ui/dead-letters").text
+    href = f"/admin/ui/dead-letters/crm/wms:{DOTTED_PATH}:0"
+    assert f'<a class="dead-letter-link" href="{href}">{escape(DOTTED_ID)}</a>' in listing
+    page = get(relay, href)
+    assert page.status_code == 200
+    action = re.search(r'<form method="post" action="([^"]+)">', page.text).group(1)
+    assert action == f"{href}/replay"
+    assert f'<a href="/admin/ui/events/wms:{DOTTED_PATH}:0">' in page.text
+    assert f'<a href="/admin/ui/sessions/wms/{DOTTED_PATH}">' in page.text
+    # What a browser does with the address: it resolves it, removing dot-segments (RFC 3986).
+    posted_to = urljoin(f"http://localhost{href}", action)
+    assert posted_to == f"http://localhost{href}/replay"
+    assert urljoin(f"http://localhost{href}", f"/admin/ui/dead-letters/crm/{DOTTED_ID}/replay") == (
+        "http://localhost/admin/ui/dead-letters/dev-callback/wms:victim:0/replay"  # what it was before
+    )
+
+    response = relay.client.post(urlsplit(posted_to).path, data={"csrf_token": csrf_of(page.text)})
+    assert (response.status_code, response.headers["Location"]) == (303, "/admin/ui/dead-letters")
+    assert dead_letters.get(relay.redis, "crm", DOTTED_ID) is None  # the hostile letter was replayed
+    assert dead_letters.get(relay.redis, "dev-callback", "wms:victim:0") is not None  # not the victim's
+    for link in (f"/admin/ui/events/wms:{DOTTED_PATH}:0", f"/admin/ui/sessions/wms/{DOTTED_PATH}"):
+        assert get(relay, link).status_code == 200, link
+    events = get(relay, "/admin/ui/events").text
+    assert f'<a class="event-link" href="/admin/ui/events/wms:{DOTTED_PATH}:0">' in events
+    sessions = get(relay, "/admin/ui/sessions").text
+    assert f'<a class="session-link" href="/admin/ui/sessions/wms/{DOTTED_PATH}">' in sessions
+
+
+# Right-to-left override, first-strong isolate, zero-width space: each reorders or hides text.
+INVISIBLE = {"\u202e": "\\u202e", "\u2066": "\\u2066", "\u200b": "\\u200b", "\U000e0041": "\\U000e0041"}
+
+
+def test_invisible_formatting_characters_are_shown_as_escapes(ui):
+    event = sample_event("CONSTRAINT_VIOLATION", "s-bidi", 0)
+    event["payload"] = {"constraint": "ok\u202edelif\u2066 x\u200by \U000e0041é"}
+    body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+    assert signed_post(ui.client, body).status_code == 202
+    ui.drain()
+    shown = "ok\\u202edelif\\u2066 x\\u200by \\U000e0041é"
+    event_page = get(ui, "/admin/ui/events/wms:s-bidi:0").text
+    (row,) = [r for r in rows(get(ui, "/admin/ui/sessions/wms/s-bidi").text, "timeline") if "data-sequence" in r]
+    body_shown = re.search(r'<pre id="body">(.*?)</pre>', event_page, re.S).group(1)
+    assert f"&#34;constraint&#34;:&#34;{shown}&#34;" in body_shown
+    assert f"<code>{{&#34;constraint&#34;:&#34;{shown}&#34;}}</code>" in row
+    for page in (event_page, row):
+        assert not any(raw in page for raw in INVISIBLE)
+    assert ui.client.application.jinja_env.finalize is visible
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("plain", "plain"),
+        ("a\u202eb", "a\\u202eb"),
+        ("\u00ad\ufeff", "\\u00ad\\ufeff"),
+        ("é ü 漢 \u2028", "é ü 漢 \u2028"),  # letters and separators are not Cf: shown as they are
+        (Markup("<b>\u202e</b>"), Markup("<b>\u202e</b>")),  # a macro's output, its values already shown
+        (3, 3),
+        (None, None),
+    ],
+)
+def test_visible(value, shown):
+    assert visible(value) == shown
