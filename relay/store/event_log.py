@@ -47,6 +47,10 @@ _RECORDS = 100  # records read at a time: bodies may be large (up to BODY_KEPT e
 # with the MAC secret could send ingest.max_body_bytes (256 KiB) each, which the log would keep
 # for its retention, where delivery forgets a body once delivered. Its first 32 KiB say what it was.
 BODY_KEPT = 32 * 1024
+# The most events one session's hash holds (lua/event_log.lua): WMS's sessions have tens; a
+# session that never ends (a broken or hostile sender) stops being logged here, so that no one
+# key grows, and is freed, without bound.
+SESSION_EVENTS_MAX = 10_000
 
 
 def _compact(value: Any) -> str:
@@ -85,7 +89,7 @@ def log_event(
     now: float | None = None,
 ) -> None:
     """Queue on `pipe` the event's record and index entry, once (lua/event_log.lua); its answer is
-    1 when logged, 0 when it was logged before."""
+    1 when logged, 0 when it was logged before, 2 when its session has SESSION_EVENTS_MAX logged."""
     now = time.time() if now is None else now
     raw = envelope["body"].encode()
     # Over BODY_KEPT, what a cut body can no longer tell: its size, code, severity, measurementId.
@@ -110,7 +114,7 @@ def log_event(
     scripts.EVENT_LOG.queue(
         pipe,
         [key, keys.EVENT_LOG],
-        [int(retention), int((now - retention) * 1000), field, f"{header}\n{body}", *fields],
+        [int(retention), int((now - retention) * 1000), field, f"{header}\n{body}", SESSION_EVENTS_MAX, *fields],
     )
 
 
@@ -320,7 +324,8 @@ def _shown(attempt: dict[str, Any]) -> dict[str, Any]:
 def not_found(event_id: str, retention: float) -> str:
     """Why an event is not shown: what `relay events show` and GET /admin/events/<id> say."""
     return (
-        f"no event {event_id!r} in the event log (kept {span(retention)}; "
+        f"no event {event_id!r} in the event log (kept {span(retention)}, at most "
+        f"{SESSION_EVENTS_MAX:,} events a session; "
         "an id is <source>:<sessionId>:<sequence>, or <source>:<sessionId>:session)"
     )
 

@@ -121,8 +121,8 @@ def test_show_of_an_unknown_event_says_what_an_id_is(relay, env):
     result = run(env, "events", "show", "wms:nobody:1")
     assert result.exit_code == 1
     assert result.output == (
-        "error: no event 'wms:nobody:1' in the event log (kept 7d; an id is <source>:<sessionId>:<sequence>, "
-        "or <source>:<sessionId>:session)\n"
+        "error: no event 'wms:nobody:1' in the event log (kept 7d, at most 10,000 events a session; an id is "
+        "<source>:<sessionId>:<sequence>, or <source>:<sessionId>:session)\n"
     )
 
 

@@ -265,3 +265,28 @@ def test_a_body_over_32_kib_is_kept_cut_with_its_size_code_and_measurement(relay
     assert relay.http.to("/crm")[0].body == body  # delivered whole: the log only keeps less
     printed = CliRunner().invoke(main, ["events", "show", "wms:s-big:0"], env=env, catch_exceptions=False).output
     assert f"\nbody (its first {len(kept):,} of {len(body):,} bytes: the log keeps no more):\n" in printed
+
+
+def test_a_session_logs_at_most_its_maximum_of_events_and_says_why_the_rest_is_missing(relay, monkeypatch):
+    monkeypatch.setattr(event_log, "SESSION_EVENTS_MAX", 3)
+    post(relay, [sample_event("WMS_LOADED", "s-endless", n) for n in range(5)])
+    relay.drain()
+    assert ids(event_log.find(relay.redis, Query(session="s-endless"))) == [f"wms:s-endless:{n}" for n in (2, 1, 0)]
+    assert relay.redis.hlen(keys.event_log_key("wms", "s-endless")) == 3
+    assert event_log.detail(relay.redis, "wms:s-endless:4") is None
+    assert "at most 3 events a session" in event_log.not_found("wms:s-endless:4", 86400)
+    assert len(relay.http.to("/crm")) == 5  # delivered all the same
+    # The first three are logged once, however often the fan-out reads them.
+    event = parse_event("wms", to_body(sample_event("WMS_LOADED", "s-endless", 0)))
+    pipe = relay.redis.pipeline()
+    event_log.log_event(pipe, event, {"received_at": time.time(), "body": "{}"}, (), (), (), 86400)
+    event_log.log_event(
+        pipe,
+        parse_event("wms", to_body(sample_event("WMS_LOADED", "s-endless", 9))),
+        {"received_at": time.time(), "body": "{}"},
+        (),
+        (),
+        (),
+        86400,
+    )
+    assert pipe.execute() == [0, 2]

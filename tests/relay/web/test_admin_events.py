@@ -59,8 +59,8 @@ def test_unknown_events_and_bad_filters_are_refused_with_the_reason(relay):
     assert get(relay, "/admin/events/wms:nobody:1").status_code == 404
     assert get(relay, "/admin/events/wms:nobody:1").json == {
         "error": "not_found",
-        "detail": "no event 'wms:nobody:1' in the event log (kept 7d; an id is <source>:<sessionId>:<sequence>, "
-        "or <source>:<sessionId>:session)",
+        "detail": "no event 'wms:nobody:1' in the event log (kept 7d, at most 10,000 events a session; an id is "
+        "<source>:<sessionId>:<sequence>, or <source>:<sessionId>:session)",
     }
     for query, detail in [
         (
