@@ -145,6 +145,17 @@ def find(redis: Redis, which: Filter, limit: int | None = None) -> list[DeadLett
     return found
 
 
+def count(redis: Redis, which: Filter) -> int:
+    """How many dead letters match `which`: len(find(...)), without reading the letters when only
+    the destination and times filter (a session or source is in the letter itself)."""
+    if which.source is not None or which.session_id is not None:
+        return len(find(redis, which))
+    low = which.since if which.since is not None else "-inf"
+    high = which.until if which.until is not None else "+inf"
+    members = replies.members(redis.zrangebyscore(keys.DEAD_LETTERS, low, high))
+    return sum(1 for m in members if which.destination in (None, m.decode().partition(":")[0]))
+
+
 def attempts(redis: Redis, letter: DeadLetter) -> list[dict]:
     """Every recorded attempt of this letter's delivery, oldest first: kept in the letter itself;
     a letter made before the event log (which keeps no list per event) finds them in the list

@@ -43,7 +43,7 @@ def purge_confirm() -> Response:
     if "until" not in given:
         given["until"] = datetime.now(UTC).isoformat(timespec="milliseconds")
         which = filters.dead_letter_filter(given)
-    count = len(dead_letters.find(redis(), which))
+    count = dead_letters.count(redis(), which)
     return page("purge.html", given=given, count=count)
 
 

@@ -96,6 +96,22 @@ def test_filters_and_time_windows(relay):
     assert dead_letters.find(relay.redis, dead_letters.Filter(until=time.time() - 60)) == []
 
 
+def test_a_count_is_what_a_find_finds_whatever_the_filter(relay):
+    ids = make_letters(relay)
+    session = ids[0].split(":")[1]
+    for which in [
+        dead_letters.Filter(),
+        dead_letters.Filter(destination="crm"),
+        dead_letters.Filter(destination="ops-slack"),
+        dead_letters.Filter(since=time.time() - 60),
+        dead_letters.Filter(until=time.time() - 60),
+        dead_letters.Filter(destination="crm", session_id=session),
+        dead_letters.Filter(source="kiosk"),
+    ]:
+        assert dead_letters.count(relay.redis, which) == len(dead_letters.find(relay.redis, which)), which
+    assert dead_letters.count(relay.redis, dead_letters.Filter(destination="crm")) == 3
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("2h", 1_000_000 - 7200), ("2026-11-28T09:00:00", 1795856400.0), ("2026-11-28T10:00:00+01:00", 1795856400.0)],
