@@ -53,12 +53,7 @@ def session_mail(event: Event) -> Mail:
     body = [h.paragraph(v.lead, strong=True)]
     if v.reason is not None:
         r = v.reason
-        at = f" at {r.at}" if r.at else ""
-        if r.code:
-            why = f"{r.code}{at}" + (f" — {r.detail}" if r.detail else "")
-        else:
-            why = r.detail + (f" (last event {r.at})" if r.at else "")
-        text.append(f"Why: {why}")
+        text.append(f"Why: {r.sentence()}")
         body.append(h.callout(v.severity, "Why", r.code, r.at, r.detail))
     text += ["", *_labelled(v.facts), "", "Timeline", *_timeline_text(rows, with_offset=True)]
     body += [h.facts(v.facts), h.heading("Timeline"), h.timeline(rows, with_offset=True)]

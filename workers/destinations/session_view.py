@@ -10,6 +10,7 @@ shows as missing, never as an error that would cost the alert.
 
 import math
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -71,6 +72,14 @@ class Reason:
     code: str  # 'CONSTRAINT_VIOLATION'; '' when no event decided (an idle session)
     at: str  # '#6, +0:32'
     detail: str  # 'Constraint: FACE_NOT_CENTERED', or what the code means
+
+    def sentence(self, escape: Callable[[str], str] = str, code: Callable[[str], str] = str) -> str:
+        """'CODE at #6, +0:32 — detail', or 'detail (last event ...)' when no event decided; each
+        part through `escape`, the code through `code` as well (a layout's own markup)."""
+        if self.code:
+            at = f" at {escape(self.at)}" if self.at else ""
+            return f"{code(escape(self.code))}{at}" + (f" — {escape(self.detail)}" if self.detail else "")
+        return escape(self.detail) + (f" (last event {escape(self.at)})" if self.at else "")
 
 
 @dataclass(frozen=True)

@@ -40,13 +40,7 @@ def session_message(event: Event) -> dict[str, Any]:
     emoji = SEVERITY_EMOJI[view.severity]
     lines = [f"{emoji} *{view.severity}* {mrkdwn(view.lead)}"]
     if view.reason is not None:
-        r = view.reason
-        where = f" at {mrkdwn(r.at)}" if r.at else ""
-        if r.code:
-            why = f"*Why:* `{mrkdwn(r.code)}`{where}" + (f" — {mrkdwn(r.detail)}" if r.detail else "")
-        else:
-            why = f"*Why:* {mrkdwn(r.detail)}" + (f" (last event {mrkdwn(r.at)})" if r.at else "")
-        lines.append(why)
+        lines.append(f"*Why:* {view.reason.sentence(mrkdwn, lambda code: f'`{code}`')}")
     rows = shown(view.rows, TIMELINE_HEAD, TIMELINE_TAIL)
     timeline = ["*Timeline*", *(_row(row, row.offset) for row in rows)]
     blocks = [
