@@ -16,14 +16,13 @@ from typing import Any, NoReturn
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from redis import Redis
-from werkzeug.exceptions import HTTPException
-from werkzeug.routing import MapAdapter
 
 from relay import logs
 from relay.domain.session import OUTCOMES
 from relay.store import dead_letters, event_log, session_view, stats
 from relay.web import filters
 from relay.web.errors import ApiError
+from relay.web.routes import METHODS, other_methods
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 log = logging.getLogger(__name__)
@@ -211,17 +210,12 @@ def show_stats() -> Response:
     return jsonify(stats.report(_redis()))
 
 
-# Every method HTTP clients send; Werkzeug's own 405 lists HEAD and OPTIONS too.
-METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
-
-
 @bp.route("", defaults={"rest": ""}, methods=METHODS)
 @bp.route("/<path:rest>", methods=METHODS)
 def elsewhere(rest: str) -> Response:
     """Any other method or path under /admin, answered only once the token is checked: 405 with
     the methods the path takes, or 404."""
-    adapter = current_app.url_map.bind_to_environ(request.environ)
-    allowed = [method for method in METHODS if _endpoint(adapter, method) not in (None, request.endpoint)]
+    allowed = other_methods()
     if not allowed:
         raise ApiError(404, "not_found", f"no such endpoint: /admin/{rest}")
     raise ApiError(
@@ -230,14 +224,6 @@ def elsewhere(rest: str) -> Response:
         f"method not allowed; this endpoint accepts {', '.join(allowed)}",
         {"Allow": ", ".join(allowed)},
     )
-
-
-def _endpoint(adapter: MapAdapter, method: str) -> str | None:
-    try:
-        endpoint, _ = adapter.match(request.path, method=method)
-    except HTTPException:
-        return None
-    return str(endpoint)
 
 
 def _check_flags(body: dict) -> None:

@@ -14,11 +14,11 @@ from urllib.parse import quote
 from flask import Blueprint, Response, current_app, get_flashed_messages, render_template, request
 from redis import Redis
 from redis.exceptions import RedisError
-from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from config.model import RelayConfig
 from config.settings import Settings
+from relay.web.routes import METHODS, other_methods
 
 PREFIX = "/admin/ui"
 bp = Blueprint("dashboard", __name__, url_prefix=PREFIX, template_folder="templates", static_folder="static")
@@ -32,7 +32,6 @@ SECURITY_HEADERS = {
     # Pages show event bodies and dead letters: no shared or browser cache may keep them.
     "Cache-Control": "no-store",
 }
-METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 UNAVAILABLE = "redis is unavailable; retry later"
 
 
@@ -136,15 +135,7 @@ def _redis_error(exc: RedisError) -> Response:
 def elsewhere(rest: str) -> Response:
     """Any other path or method under /admin/ui (reached only once logged in): 405 naming the
     methods the path takes, or 404."""
-    adapter = current_app.url_map.bind_to_environ(request.environ)
-    allowed = []
-    for method in METHODS:
-        try:
-            endpoint, _ = adapter.match(request.path, method=method)
-        except HTTPException:
-            continue
-        if endpoint != request.endpoint:
-            allowed.append(method)
+    allowed = other_methods()
     if allowed:
         response = page(
             "error.html", 405, error=f"method not allowed; this page accepts {', '.join(allowed)}", title="Error 405"
