@@ -12,12 +12,12 @@ time kept.
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
 
+from relay.domain.times import iso
 from relay.store import keys, replies
 
 MINUTE = 60
@@ -101,17 +101,20 @@ class Window:
     destinations: dict[str, Destination] = field(default_factory=dict)
 
 
-def read(redis: Redis, seconds: float, now: float | None = None) -> Window:
-    """The counts of the minutes that overlap the last `seconds`: from the start of the minute
-    `seconds` ago, to now."""
-    now = time.time() if now is None else now
-    first, last = int((now - seconds) // MINUTE), int(now // MINUTE)
-    window = Window(first * MINUTE)
+def _minutes(redis: Redis, first: int, last: int) -> list[tuple[int, dict]]:
+    """Each minute from `first` to `last` (unix minutes) with its counts, in one round trip."""
     with redis.pipeline(transaction=False) as pipe:
         for minute in range(first, last + 1):
             pipe.hgetall(keys.stats_key(minute))
-        counts = pipe.execute()
-    for fields in counts:
+        return list(zip(range(first, last + 1), pipe.execute(), strict=True))
+
+
+def _window(minutes: list[tuple[int, dict]], first: int) -> Window:
+    """The counts of `minutes` from `first` on, summed."""
+    window = Window(first * MINUTE)
+    for minute, fields in minutes:
+        if minute < first:
+            continue
         for raw, value in fields.items():
             kind, _, rest = raw.decode().partition(SEP)
             name, _, part = rest.rpartition(SEP)
@@ -129,6 +132,18 @@ def read(redis: Redis, seconds: float, now: float | None = None) -> Window:
     return window
 
 
+def _first(seconds: float, now: float) -> int:
+    return int((now - seconds) // MINUTE)
+
+
+def read(redis: Redis, seconds: float, now: float | None = None) -> Window:
+    """The counts of the minutes that overlap the last `seconds`: from the start of the minute
+    `seconds` ago, to now."""
+    now = time.time() if now is None else now
+    first = _first(seconds, now)
+    return _window(_minutes(redis, first, int(now // MINUTE)), first)
+
+
 def _ms(value: float | None) -> float | str | None:
     return "+Inf" if value == float("inf") else value
 
@@ -138,9 +153,11 @@ def report(redis: Redis, now: float | None = None) -> dict[str, Any]:
     (per source and all), and per destination attempts, deliveries, failed attempts, dead letters
     and p50/p99 send time (bucket bounds, ms)."""
     now = time.time() if now is None else now
-    out: dict[str, Any] = {"at": _iso(now)}
+    out: dict[str, Any] = {"at": iso(int(now))}
+    # The longest window's minutes are read once: the shorter ones are their last minutes.
+    minutes = _minutes(redis, _first(max(s for _, s in WINDOWS), now), int(now // MINUTE))
     for name, seconds in WINDOWS:
-        window = read(redis, seconds, now)
+        window = _window(minutes, _first(seconds, now))
         totals = dict.fromkeys(INGEST_RESULTS, 0)
         for per in window.ingest.values():
             for result, n in per.items():
@@ -148,7 +165,7 @@ def report(redis: Redis, now: float | None = None) -> dict[str, Any]:
         dead = _dead_letters(redis, window.since)
         names = sorted({*window.destinations, *dead})
         out[name] = {
-            "since": _iso(window.since),
+            "since": iso(window.since),
             "requests": totals,
             "requests_by_source": {s: dict(sorted(r.items())) for s, r in sorted(window.ingest.items())},
             "destinations": {d: _destination(window.destinations.get(d, Destination()), dead.get(d, 0)) for d in names},
@@ -173,7 +190,3 @@ def _dead_letters(redis: Redis, since: float) -> dict[str, int]:
         destination = member.decode().partition(":")[0]
         per[destination] = per.get(destination, 0) + 1
     return per
-
-
-def _iso(when: float) -> str:
-    return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
