@@ -34,6 +34,7 @@ from config.durations import span
 from relay.domain.event import Event, InvalidEvent, parse_event
 from relay.domain.times import iso
 from relay.store import attempts, keys, replies, scripts
+from relay.store.inbox import entry_time
 
 # What an event came to, worst first: one destination failed (its last attempt failed and no
 # retry follows: a dead letter, or a delivery waiting for a paused destination), is retrying, or
@@ -184,7 +185,7 @@ def _entries(redis: Redis, query: Query) -> Iterator[tuple[float, dict[bytes, by
     while read < SCAN_MAX:
         page = replies.stream_entries(redis.xrevrange(keys.EVENT_LOG, max=high, min=low, count=_PAGE))
         for entry_id, fields in page[: SCAN_MAX - read]:
-            yield int(entry_id.split(b"-")[0]) / 1000, fields
+            yield entry_time(entry_id), fields
         read += len(page)
         if len(page) < _PAGE:
             return

@@ -65,7 +65,12 @@ class Inbox:
         created = ACCEPT.run(
             self.redis,
             [keys.dedup_key(event.id), keys.INBOX, stats.minute_key(envelope["received_at"])],
-            [self._ttl, *envelope.values(), stats.ingest_field(event.source, ""), stats.KEEP],
+            [
+                self._ttl,
+                *(envelope[name] for name in ENVELOPE_FIELDS),
+                stats.ingest_field(event.source, ""),
+                stats.KEEP,
+            ],
         )
         return Accepted(event.id, duplicate=not created)
 
